@@ -1,0 +1,121 @@
+/* buf.c: growable byte buffer (see buf.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kt/buf.h"
+#include "kt/err.h"
+
+int kt_buf_reserve(struct kt_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL)
+        return KT_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int kt_buf_append(struct kt_buf *b, const void *p, size_t n)
+{
+    if (kt_buf_reserve(b, n))
+        return KT_ENOMEM;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int kt_buf_puts(struct kt_buf *b, const char *s)
+{
+    return kt_buf_append(b, s, strlen(s));
+}
+
+int kt_buf_putc(struct kt_buf *b, char c)
+{
+    return kt_buf_append(b, &c, 1);
+}
+
+int kt_buf_printf(struct kt_buf *b, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || kt_buf_reserve(b, (size_t)n)) {
+        va_end(ap2);
+        return KT_ENOMEM;
+    }
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int kt_buf_json_str(struct kt_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (kt_buf_reserve(b, n + 2))
+        return KT_ENOMEM;
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc = 0;
+        switch (c) {
+        case '"': esc = '"'; break;
+        case '\\': esc = '\\'; break;
+        case '\n': esc = 'n'; break;
+        case '\r': esc = 'r'; break;
+        case '\t': esc = 't'; break;
+        case '\b': esc = 'b'; break;
+        case '\f': esc = 'f'; break;
+        default: break;
+        }
+        if (esc) {
+            char e[2] = { '\\', esc };
+            if (kt_buf_append(b, e, 2))
+                return KT_ENOMEM;
+        } else if (c < 0x20) {
+            char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            if (kt_buf_append(b, e, 6))
+                return KT_ENOMEM;
+        } else if (kt_buf_putc(b, (char)c)) {
+            return KT_ENOMEM;
+        }
+    }
+    return kt_buf_putc(b, '"');
+}
+
+void kt_buf_consume(struct kt_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+    } else {
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+    }
+    if (b->data)
+        b->data[b->len] = '\0';
+}
+
+void kt_buf_reset(struct kt_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void kt_buf_free(struct kt_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,79 @@
+/* check_core: arena, buffer, errors and ids. */
+#include <check.h>
+#include <string.h>
+
+#include "kt/arena.h"
+#include "kt/buf.h"
+#include "kt/err.h"
+#include "kt/util.h"
+
+START_TEST(test_arena_alloc_and_reset)
+{
+    struct kt_arena a;
+    kt_arena_init(&a, 64);
+    char *s = kt_arena_strdup(&a, "hello");
+    ck_assert_str_eq(s, "hello");
+    void *big = kt_arena_alloc(&a, 1000);   /* larger than a block */
+    ck_assert_ptr_nonnull(big);
+    ck_assert_uint_eq(((uintptr_t)big) % 16, 0);
+    char *p = kt_arena_printf(&a, "%d-%s", 42, "x");
+    ck_assert_str_eq(p, "42-x");
+    kt_arena_reset(&a);
+    ck_assert_uint_eq(a.total, 0);
+    ck_assert_ptr_nonnull(kt_arena_alloc(&a, 8));
+    kt_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_buf_json_escape)
+{
+    struct kt_buf b = {0};
+    kt_buf_json_str(&b, "a\"b\\c\n\x01", 7);
+    ck_assert_str_eq(b.data, "\"a\\\"b\\\\c\\n\\u0001\"");
+    kt_buf_reset(&b);
+    kt_buf_printf(&b, "%s=%d", "n", 7);
+    ck_assert_str_eq(b.data, "n=7");
+    kt_buf_consume(&b, 2);
+    ck_assert_str_eq(b.data, "7");
+    kt_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_err_format_with_position)
+{
+    struct kt_err e;
+    char out[700];
+    kt_err_set_at(&e, KT_EINVAL, "a.yaml", 3, 5, "unknown key '%s'", "foo");
+    ck_assert_str_eq(kt_err_format(&e, out, sizeof out), "a.yaml:3:5: unknown key 'foo'");
+    kt_err_set(&e, KT_EIO, "plain");
+    ck_assert_str_eq(kt_err_format(&e, out, sizeof out), "plain");
+}
+END_TEST
+
+START_TEST(test_request_ids_differ)
+{
+    char a[40], b[40];
+    kt_request_id(a, sizeof a);
+    kt_request_id(b, sizeof b);
+    ck_assert_int_eq(strncmp(a, "req_", 4), 0);
+    ck_assert_str_ne(a, b);
+    char ts[40];
+    ck_assert_str_eq(kt_rfc3339(0, ts, sizeof ts), "1970-01-01T00:00:00.000Z");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("core");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_arena_alloc_and_reset);
+    tcase_add_test(tc, test_buf_json_escape);
+    tcase_add_test(tc, test_err_format_with_position);
+    tcase_add_test(tc, test_request_ids_differ);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
