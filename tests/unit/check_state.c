@@ -296,6 +296,55 @@ START_TEST(test_sigkill_mid_write_leaves_state_usable)
 }
 END_TEST
 
+/* Tells the parent it holds the write txn, then waits to be killed. */
+static int hold_cb(void *ud, const void *cur, size_t cur_len, void *out, size_t cap, size_t *out_len)
+{
+    int fd = *(int *)ud;
+    if (write(fd, "w", 1) != 1)
+        _exit(4);
+    for (;;)
+        pause();
+    return KT_STATE_KEEP;
+}
+
+/* Deterministic: the child is killed while it holds LMDB's writer lock.
+ * Writers elsewhere must recover the lock (robust mutex), not hang, and
+ * the half-done txn must leave no trace. */
+START_TEST(test_sigkill_holding_the_write_lock)
+{
+    char dir[PATH_MAX];
+    struct kt_err err = {0};
+    path_in(dir, sizeof dir, "lockholder");
+    ck_assert_int_eq(kt_state_create(dir, &err), 0);
+    struct kt_state *st;
+    ck_assert_int_eq(kt_state_open(dir, &st, &err), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(kt_state_update(st, KT_STATE_RATELIMIT, "ctr", incr_cb, NULL, &err), 0);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct kt_state *cst;
+        if (kt_state_open(dir, &cst, NULL) != 0)
+            _exit(2);
+        kt_state_update(cst, KT_STATE_RATELIMIT, "ctr", hold_cb, &fds[1], NULL);
+        _exit(3);
+    }
+    char c;
+    ck_assert_int_eq(read(fds[0], &c, 1), 1);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    ck_assert_int_eq(kt_state_update(st, KT_STATE_RATELIMIT, "ctr", incr_cb, NULL, &err), 0);
+    struct pair p = read_pair(st, "ctr");
+    ck_assert_uint_eq(p.a, 4);
+    ck_assert_uint_eq(p.b, 4);
+    kt_state_close(st);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -307,6 +356,7 @@ int main(void)
     tcase_add_test(tc, test_corrupt_data_file_is_an_error_not_a_crash);
     tcase_add_test(tc, test_updates_are_atomic_across_processes);
     tcase_add_test(tc, test_sigkill_mid_write_leaves_state_usable);
+    tcase_add_test(tc, test_sigkill_holding_the_write_lock);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
