@@ -56,6 +56,11 @@ int kt_breaker_report(struct kt_state *st, const char *target_id,
                       const struct kt_breaker_params *p, const struct kt_breaker_ticket *ticket,
                       int success, uint64_t now_ms, struct kt_err *err);
 
+/* kt_breaker_release: give back a trial slot that was never used (the
+ * request was abandoned before reaching the upstream). No-op otherwise. */
+int kt_breaker_release(struct kt_state *st, const char *target_id,
+                       const struct kt_breaker_ticket *ticket, struct kt_err *err);
+
 /* kt_breaker_peek: read-only view for routing, /readyz and metrics. An
  * unknown target reads closed. */
 int kt_breaker_peek(struct kt_state *st, const char *target_id,

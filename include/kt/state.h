@@ -63,6 +63,10 @@ struct kt_state {
  * naming the path and what to do. */
 int kt_state_create(const char *dir, struct kt_err *err);
 
+/* kt_state_chown: master, when started as root and children drop to
+ * server.user: hand the dir, data.mdb and lock.mdb to uid:gid. */
+int kt_state_chown(const char *dir, unsigned uid, unsigned gid, struct kt_err *err);
+
 /* kt_state_open: each child after fork (an env must never cross a fork). */
 int kt_state_open(const char *dir, struct kt_state **out, struct kt_err *err);
 

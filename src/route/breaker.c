@@ -277,6 +277,25 @@ int kt_breaker_report(struct kt_state *st, const char *target_id,
     return kt_state_update(st, KT_STATE_BREAKER, target_id, report_cb, &u, err);
 }
 
+static int release_cb(void *ud, const void *cur, size_t cur_len, void *out, size_t cap, size_t *out_len)
+{
+    const struct kt_breaker_ticket *t = ud;
+    struct brk_rec r;
+    rec_load(&r, cur, cur_len);
+    if (r.state != KT_BREAKER_HALF_OPEN || r.gen != t->gen || r.trials == 0)
+        return KT_STATE_KEEP;
+    r.trials--;
+    return rec_store(&r, out, cap, out_len);
+}
+
+int kt_breaker_release(struct kt_state *st, const char *target_id,
+                       const struct kt_breaker_ticket *ticket, struct kt_err *err)
+{
+    if (ticket == NULL || !ticket->trial)
+        return 0;
+    return kt_state_update(st, KT_STATE_BREAKER, target_id, release_cb, (void *)ticket, err);
+}
+
 int kt_breaker_peek(struct kt_state *st, const char *target_id,
                     const struct kt_breaker_params *p, uint64_t now_ms,
                     struct kt_breaker_info *info, struct kt_err *err)

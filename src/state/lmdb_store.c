@@ -175,6 +175,20 @@ int kt_state_create(const char *dir, struct kt_err *err)
     return rc;
 }
 
+int kt_state_chown(const char *dir, unsigned uid, unsigned gid, struct kt_err *err)
+{
+    static const char *const leaves[] = { "", "/data.mdb", "/lock.mdb" };
+    for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s%s", dir, leaves[i]) >= (int)sizeof path)
+            return kt_err_set(err, KT_EINVAL, "state_dir %s: path too long", dir);
+        if (chown(path, (uid_t)uid, (gid_t)gid) != 0)
+            return kt_err_set(err, KT_ESTATE, "state_dir %s: chown %s to %u:%u: %s",
+                              dir, path, uid, gid, strerror(errno));
+    }
+    return 0;
+}
+
 int kt_state_reader_check(const char *dir, int *dead, struct kt_err *err)
 {
     MDB_env *env;

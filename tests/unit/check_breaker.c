@@ -120,6 +120,12 @@ START_TEST(test_half_open_slots_and_reclaim)
     ck_assert_int_eq(acquire("x", &p, ho, &t2), 1);
     ck_assert_int_eq(acquire("x", &p, ho, &t3), 0);
     ck_assert(t1.trial && t2.trial);
+    /* An abandoned trial gives its slot back. */
+    struct kt_err err;
+    ck_assert_int_eq(kt_breaker_release(fx_st, "x", &t2, &err), 0);
+    ck_assert_uint_eq(peek("x", &p, ho).trials_in_flight, 1);
+    ck_assert_int_eq(acquire("x", &p, ho, &t2), 1);
+    ck_assert_int_eq(acquire("x", &p, ho, &t3), 0);
     /* Holders that never report (their worker died) free the slots later. */
     ck_assert_int_eq(acquire("x", &p, ho + 120001, &t3), 1);
     ck_assert_int_eq(t3.trial, 1);
@@ -130,7 +136,6 @@ START_TEST(test_half_open_slots_and_reclaim)
     ck_assert_int_eq(acquire("y", &off, T0, &t1), 1);
     ck_assert_int_eq(peek("y", &off, T0).available, 1);
     /* Reset forces closed. */
-    struct kt_err err;
     ck_assert_int_eq(kt_breaker_reset(fx_st, "x", &err), 0);
     ck_assert_str_eq(peek("x", &p, ho).state_name, "closed");
 }

@@ -107,6 +107,11 @@ START_TEST(test_create_open_get_put_update)
     ck_assert_uint_eq(p.a, 10);
     int dead = -1;
     ck_assert_int_eq(st->ops->reader_check(st, &dead, &err), 0);
+    /* chown to ourselves always works; the files exist. */
+    ck_assert_int_eq(kt_state_chown(dir, (unsigned)geteuid(), (unsigned)getegid(), &err), 0);
+    char missing[PATH_MAX];
+    path_in(missing, sizeof missing, "none");
+    ck_assert_int_eq(kt_state_chown(missing, 0, 0, &err), KT_ESTATE);
     ck_assert_int_eq(dead, 0);
     kt_state_close(st);
 }
