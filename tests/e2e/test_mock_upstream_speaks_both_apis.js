@@ -221,3 +221,17 @@ h.test('models in both shapes and health', async () => {
   const hz = await h.request(`${mock.url}/health`);
   assert.equal(hz.status, 200);
 });
+
+h.test('requests the real APIs refuse get a 400 in that API format', async () => {
+  const r1 = await h.request(`${mock.url}/v1/messages`, { method: 'POST', json: { model: 'c', messages: [{ role: 'user', content: 'no max_tokens' }] } });
+  assert.equal(r1.status, 400);
+  assert.equal(r1.json.type, 'error');
+  assert.equal(r1.json.error.type, 'invalid_request_error');
+  const r2 = await h.request(`${mock.url}/v1/messages`, { method: 'POST', json: { model: 'c', max_tokens: 5, messages: [{ role: 'system', content: 'x' }] } });
+  assert.equal(r2.status, 400);
+  const r3 = await h.request(`${mock.url}/v1/chat/completions`, { method: 'POST', json: { model: 'g', messages: 'nope' } });
+  assert.equal(r3.status, 400);
+  assert.equal(r3.json.error.type, 'invalid_request_error');
+  const r4 = await h.request(`${mock.url}/v1/chat/completions`, { method: 'POST', body: '{broken' });
+  assert.equal(r4.status, 400);
+});

@@ -14,7 +14,8 @@
 //   POST /v1/messages/count_tokens
 //   GET  /v1/models               OpenAI list, or Anthropic list when anthropic-version is sent
 //   GET  /health, /healthz        {"status":"ok"}
-//   GET  /__mock/requests         every request received (method, path, headers, body, time, outcome)
+//   GET  /__mock/requests         every request received (method, path, headers, body, time,
+//                                 outcome, events_sent, and `response`: the message sent back)
 //   GET  /__mock/stats            counters
 //   POST /__mock/next             JSON list of behaviours for the next N requests
 //   POST /__mock/reset            forget requests, counters and queued behaviours
@@ -33,6 +34,8 @@
 // text deltas (default 4). When the request has tools and the last user text
 // contains [[tool]], the reply is a call to the first tool with MOCK_TOOL_ARGS.
 // When the last message is a tool result the reply is "mock reply: tool result: <content>".
+// Requests the real API would refuse (no model, messages not a list, Anthropic without
+// max_tokens or with a system role in messages) get a 400 after any injected fault.
 'use strict';
 
 const http = require('node:http');
@@ -227,6 +230,24 @@ function splitText(text, n) {
   out.push(text.slice(i));
   while (out.length < n) out.push('');
   return out;
+}
+
+// The checks the real APIs make that a translator most easily gets wrong.
+function validate(format, body) {
+  if (typeof body.model !== 'string' || !body.model) return 'model: field required';
+  if (!Array.isArray(body.messages)) return 'messages: expected an array';
+  if (format === 'anthropic') {
+    if (!Number.isInteger(body.max_tokens) || body.max_tokens < 1) return 'max_tokens: field required';
+    if (!body.messages.length) return 'messages: at least one message is required';
+    for (const m of body.messages) {
+      if (!m || (m.role !== 'user' && m.role !== 'assistant')) return `messages: unexpected role ${m && m.role}`;
+    }
+  } else {
+    for (const m of body.messages) {
+      if (!m || !['system', 'developer', 'user', 'assistant', 'tool'].includes(m.role)) return `messages: unexpected role ${m && m.role}`;
+    }
+  }
+  return null;
 }
 
 // ---- ids -------------------------------------------------------------------
@@ -611,15 +632,24 @@ function createMock(opts = {}) {
         const extra = { ...providerHeaders(format) };
         if (b.retry_after !== undefined) extra['retry-after'] = String(b.retry_after);
         if (format === 'anthropic' && b.status === 429) extra['anthropic-ratelimit-requests-remaining'] = '0';
-        sendJson(res, rec, b.status, errorBody(format, b.status, b), extra);
+        rec.response = errorBody(format, b.status, b);
+        sendJson(res, rec, b.status, rec.response, extra);
+        return finish(rec, 'completed');
+      }
+      const invalid = validate(format, parsed);
+      if (invalid) {
+        rec.response = errorBody(format, 400, { error_message: invalid });
+        sendJson(res, rec, 400, rec.response, providerHeaders(format));
         return finish(rec, 'completed');
       }
       if (format === 'anthropic') {
         const msg = anthropicMessage(parsed, a, b);
+        rec.response = msg;
         if (parsed.stream) return runStream(req, res, rec, b, anthropicEvents(msg, b), format);
         sendJson(res, rec, 200, msg, providerHeaders(format));
       } else {
         const comp = openaiCompletion(parsed, a, b);
+        rec.response = comp;
         if (parsed.stream) return runStream(req, res, rec, b, openaiEvents(comp, parsed, b), format);
         sendJson(res, rec, 200, comp, providerHeaders(format));
       }

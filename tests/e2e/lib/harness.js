@@ -14,6 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
+const http = require('node:http');
 const nodeTest = require('node:test');
 
 const SRCDIR = process.env.KT_SRCDIR || path.resolve(__dirname, '..', '..', '..');
@@ -40,6 +41,8 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Like sleep, but does not keep the process alive (for Promise.race deadlines).
+const deadline = (ms, value = null) => new Promise((r) => setTimeout(r, ms, value).unref());
 
 async function freePort() {
   return new Promise((resolve, reject) => {
@@ -68,14 +71,38 @@ async function waitFor(fn, { timeoutMs = 5000, intervalMs = 25, what = 'conditio
 
 // ---- HTTP -----------------------------------------------------------------
 
+// One request on a new connection that is closed afterwards (Connection: close).
+// Reload tests use it: a server may close an idle keep-alive connection at any
+// time, and a client racing that close with a POST legitimately fails.
+function requestFresh(url, { method, headers, body, timeoutMs }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: { ...headers, connection: 'close' }, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed;
+        try { parsed = JSON.parse(text); } catch (e) { parsed = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, text, json: parsed });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 // fetch wrapper: {status, headers (plain object, lower-case), text, json}.
-async function request(url, { method = 'GET', headers = {}, body, json, timeoutMs = 15000 } = {}) {
+// fresh: a new connection just for this request (see requestFresh).
+async function request(url, { method = 'GET', headers = {}, body, json, timeoutMs = 15000, fresh = false } = {}) {
   const h = { ...headers };
   let b = body;
   if (json !== undefined) {
     b = JSON.stringify(json);
     if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = 'application/json';
   }
+  if (fresh) return requestFresh(url, { method, headers: h, body: b, timeoutMs });
   const res = await fetch(url, { method, headers: h, body: b, signal: AbortSignal.timeout(timeoutMs) });
   const text = await res.text();
   let parsed;
@@ -154,6 +181,38 @@ async function streamChunks(url, { headers = {}, json, signal } = {}) {
   const dec = new TextDecoder();
   for await (const c of res.body) chunks.push({ t: Date.now(), text: dec.decode(c, { stream: true }) });
   return { status: res.status, headers: Object.fromEntries(res.headers.entries()), chunks, text: chunks.map((c) => c.text).join('') };
+}
+
+// Runs fn() in `concurrency` loops until stop() is called; every call is recorded
+// as {start, end, ok, status, target, error}. fn returns a request() result.
+function load(fn, { concurrency = 4, pauseMs = 0 } = {}) {
+  const results = [];
+  let stopping = false;
+  const loops = [];
+  for (let i = 0; i < concurrency; i++) {
+    loops.push((async () => {
+      while (!stopping) {
+        const rec = { start: Date.now() };
+        try {
+          const r = await fn();
+          rec.status = r.status;
+          rec.ok = r.status === 200;
+          rec.target = r.headers && r.headers['x-kt-target'];
+          if (!rec.ok) rec.error = r.text && r.text.slice(0, 200);
+        } catch (e) {
+          rec.ok = false;
+          rec.error = e.cause ? `${e.message}: ${e.cause.code || e.cause.message}` : e.message;
+        }
+        rec.end = Date.now();
+        results.push(rec);
+        if (pauseMs) await sleep(pauseMs);
+      }
+    })());
+  }
+  return {
+    results,
+    async stop() { stopping = true; await Promise.all(loops); return results; },
+  };
 }
 
 // ---- processes -------------------------------------------------------------
@@ -379,6 +438,10 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
     get exit() { return exit; },
     stderr() { try { return fs.readFileSync(stderrPath, 'utf8'); } catch (e) { return ''; } },
     children() { return childPids(child.pid); },
+    // True while any process of ktd's process group (master, workers, helpers) lives.
+    groupAlive() {
+      try { process.kill(-child.pid, 0); return true; } catch (e) { return e.code !== 'ESRCH'; }
+    },
     // Worker pids: children titled "worker" (setproctitle), else those holding the listener.
     workerPids() {
       const kids = childPids(child.pid).filter(isAlive);
@@ -474,7 +537,7 @@ function test(name, opts, fn) {
 
 module.exports = {
   SRCDIR, BUILDDIR, KEYS, CLIENT_KEY, MOCK_JS,
-  sleep, freePort, waitFor, request, curl, parseCurlI, parseSse, streamChunks,
+  sleep, deadline, freePort, waitFor, request, load, curl, parseCurlI, parseSse, streamChunks,
   startMock, startKtd, openaiTarget, anthropicTarget, baseConfig, configToYaml, merge,
   openaiClient, anthropicClient, childPids, procTitle, isAlive, test, dumpLogs,
 };

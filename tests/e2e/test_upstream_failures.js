@@ -1,0 +1,103 @@
+// Upstream failures as the client sees them: a hung upstream becomes 504 after
+// timeout_seconds, an upstream 500 comes back as an error in the client's
+// format, and a client that disconnects mid-stream makes ktd drop the upstream
+// transfer (the mock sees its socket close before the stream ends).
+'use strict';
+
+const assert = require('node:assert/strict');
+const { before, after } = require('node:test');
+const h = require('./lib/harness');
+
+let mock;
+let gwO;
+let gwA;
+before(async () => {
+  mock = await h.startMock({ tag: 'failures' });
+  gwO = await h.startKtd({ targets: [h.openaiTarget(mock, { timeout_seconds: 1, stream_timeout_seconds: 30 })] });
+  gwA = await h.startKtd({ targets: [h.anthropicTarget(mock, { timeout_seconds: 1, stream_timeout_seconds: 30 })] });
+});
+after(async () => {
+  if (gwO) await gwO.stop();
+  if (gwA) await gwA.stop();
+  if (mock) await mock.stop();
+});
+
+const AV = { 'anthropic-version': '2023-06-01' };
+
+h.test('a hung upstream → 504 after timeout_seconds, in the client format', async () => {
+  await mock.reset();
+  let t0 = Date.now();
+  const r = await h.request(`${gwO.url}/v1/chat/completions`, { method: 'POST', json: { model: 'gpt-4o', messages: [{ role: 'user', content: 'wait [[mock:hang]]' }] } });
+  let dt = Date.now() - t0;
+  assert.equal(r.status, 504);
+  assert.ok(dt >= 900 && dt < 5000, `took ${dt} ms`);
+  assert.equal(typeof r.json.error.message, 'string');
+  t0 = Date.now();
+  const r2 = await h.request(`${gwA.url}/v1/messages`, { method: 'POST', headers: AV, json: { model: 'claude-sonnet-4-20250514', max_tokens: 5, messages: [{ role: 'user', content: 'wait [[mock:hang]]' }] } });
+  dt = Date.now() - t0;
+  assert.equal(r2.status, 504);
+  assert.ok(dt >= 900 && dt < 5000, `took ${dt} ms`);
+  assert.equal(r2.json.type, 'error');
+  // ktd gave up on the hung upstream connections.
+  await h.waitFor(async () => (await mock.requests()).every((x) => x.outcome === 'client_closed'), { what: 'mock to see ktd close hung requests' });
+});
+
+h.test('an upstream 500 is relayed as a 5xx error in the client format', async () => {
+  await mock.reset();
+  const r = await h.request(`${gwO.url}/v1/chat/completions`, { method: 'POST', json: { model: 'gpt-4o', messages: [{ role: 'user', content: 'boom [[mock:status=500]]' }] } });
+  assert.ok([500, 502].includes(r.status), `status ${r.status}`);
+  assert.equal(typeof r.json.error.message, 'string');
+  assert.equal(r.headers['x-kt-target'], 'mock-openai');
+  const r2 = await h.request(`${gwA.url}/v1/messages`, { method: 'POST', headers: AV, json: { model: 'claude-sonnet-4-20250514', max_tokens: 5, messages: [{ role: 'user', content: 'boom [[mock:status=500]]' }] } });
+  assert.ok([500, 502].includes(r2.status), `status ${r2.status}`);
+  assert.equal(r2.json.type, 'error');
+  assert.equal(typeof r2.json.error.message, 'string');
+  // retry.max_attempts is 1 in the harness config: exactly one upstream call each.
+  assert.equal((await mock.stats()).requests, 2);
+  await assert.rejects(
+    gwO.openai().chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'boom [[mock:status=500]]' }] }),
+    (e) => e.status >= 500 && typeof e.error.message === 'string',
+  );
+});
+
+async function disconnectMidStream(gw, path, json, headers) {
+  await mock.reset();
+  const ac = new AbortController();
+  const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(json), signal: ac.signal });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  const first = await reader.read();
+  assert.ok(first.value && first.value.length > 0);
+  ac.abort();
+  await reader.cancel().catch(() => {});
+  const t0 = Date.now();
+  const rec = await h.waitFor(async () => {
+    const [x] = await mock.requests(path);
+    return x && x.outcome === 'client_closed' ? x : null;
+  }, { timeoutMs: 3000, what: 'mock to see the upstream socket close' });
+  assert.ok(rec.events_sent < 20, `mock sent ${rec.events_sent} events: the upstream transfer was not cancelled`);
+  return Date.now() - t0;
+}
+
+h.test('client disconnect mid-stream cancels the upstream transfer (openai)', async () => {
+  await disconnectMidStream(gwO, '/v1/chat/completions',
+    { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'long [[mock:events=30,event_interval_ms=100]]' }] });
+});
+
+h.test('client disconnect mid-stream cancels the upstream transfer (anthropic)', async () => {
+  await disconnectMidStream(gwA, '/v1/messages',
+    { model: 'claude-sonnet-4-20250514', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'long [[mock:events=30,event_interval_ms=100]]' }] }, AV);
+});
+
+h.test('upstream reset mid-stream ends the client stream (no hang)', async () => {
+  await mock.reset();
+  const t0 = Date.now();
+  let text = null;
+  try {
+    const r = await h.streamChunks(`${gwO.url}/v1/chat/completions`, { json: { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'cut [[mock:reset_after_events=3]]' }] } });
+    text = r.text;
+  } catch (e) { /* a cut connection is an acceptable way to end */ }
+  assert.ok(Date.now() - t0 < 5000);
+  // Either the client connection is cut, or the stream ends with an error event.
+  if (text !== null) assert.match(text, /"error"/, `stream ended as if complete: ${text.slice(-300)}`);
+});
