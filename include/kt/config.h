@@ -16,7 +16,7 @@
 
 /* ---- small value types ------------------------------------------------ */
 
-enum kt_format { KT_FMT_OPENAI, KT_FMT_ANTHROPIC };
+#include "kt/format.h"   /* enum kt_format, shared with the wire codecs */
 
 enum kt_strategy {
     KT_STRAT_SINGLE,          /* "single" */

@@ -1,0 +1,378 @@
+/* server.c: the worker's HTTP front end. Owns: libevhtp setup on the
+ * inherited listeners, endpoint dispatch, the small endpoints (/healthz,
+ * /readyz, /v1/models, /metrics), error replies in the client's format and
+ * the per-target runtime (URLs, auth header lines) built once per worker.
+ * The LLM endpoints are handed to flow.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <evhtp.h>
+
+#include "kt/arena.h"
+#include "kt/breaker.h"
+#include "kt/buf.h"
+#include "kt/flow.h"
+#include "kt/log.h"
+#include "kt/server.h"
+#include "kt/util.h"
+#include "kt/wire.h"
+
+void kt_srv_count_status(struct kt_srv *s, int status)
+{
+    if (status < 300)
+        s->metrics.responses_2xx++;
+    else if (status < 500)
+        s->metrics.responses_4xx++;
+    else
+        s->metrics.responses_5xx++;
+}
+
+/* add_header: copies both strings (evhtp frees them with the request). */
+static void add_header(evhtp_request_t *req, const char *k, const char *v)
+{
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 1, 1));
+}
+
+/* ensure_request_id: the client's x-request-id, else a fresh one; always
+ * echoed on the response. */
+const char *kt_srv_request_id(evhtp_request_t *req, char *buf, size_t len)
+{
+    const char *rid = evhtp_header_find(req->headers_in, "x-request-id");
+    if (rid && rid[0] && strlen(rid) < len && strlen(rid) <= 128) {
+        snprintf(buf, len, "%s", rid);
+    } else {
+        kt_request_id(buf, len);
+    }
+    if (evhtp_header_find(req->headers_out, "x-request-id") == NULL)
+        add_header(req, "x-request-id", buf);
+    return buf;
+}
+
+void kt_srv_reply_json(struct kt_srv *s, evhtp_request_t *req, int status, const char *body, size_t len)
+{
+    add_header(req, "content-type", "application/json");
+    evbuffer_add(req->buffer_out, body, len);
+    kt_srv_count_status(s, status);
+    evhtp_send_reply(req, (evhtp_res)status);
+}
+
+void kt_srv_reply_error(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, int status,
+                        enum kt_ir_err_type type, const char *code, const char *msg)
+{
+    struct kt_ir_error e = { .http_status = status, .type = type, .message = (char *)msg,
+                             .code = (char *)code, .retry_after = -1 };
+    struct kt_buf out = {0};
+    int send_status = status;
+    kt_wire_encode_error(fmt, &e, &out, &send_status);
+    /* Our own errors keep the status we chose (e.g. 405, 413). */
+    kt_srv_reply_json(s, req, status, out.data ? out.data : "{}", out.len);
+    kt_buf_free(&out);
+}
+
+/* ---- per-target runtime ------------------------------------------------ */
+
+static char *join_url(const char *base, const char *path)
+{
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/')
+        bl--;
+    /* base_url may already carry /v1 (OpenAI-compatible servers often do). */
+    if (bl >= 3 && strncmp(base + bl - 3, "/v1", 3) == 0 && strncmp(path, "/v1", 3) == 0)
+        path += 3;
+    size_t pl = strlen(path);
+    char *u = malloc(bl + pl + 1);
+    if (u) {
+        memcpy(u, base, bl);
+        memcpy(u + bl, path, pl + 1);
+    }
+    return u;
+}
+
+static char *header_line(const char *name, const char *prefix, const char *value)
+{
+    size_t n = strlen(name) + 2 + strlen(prefix) + strlen(value) + 1;
+    char *h = malloc(n);
+    if (h)
+        snprintf(h, n, "%s: %s%s", name, prefix, value);
+    return h;
+}
+
+static int build_targets(struct kt_srv *s)
+{
+    const struct kt_providers *p = &s->cfg->providers;
+    s->targets = calloc(p->ntargets, sizeof *s->targets);
+    if (s->targets == NULL)
+        return -1;
+    for (size_t i = 0; i < p->ntargets; i++) {
+        const struct kt_target *t = &p->targets[i];
+        struct kt_target_rt *rt = &s->targets[i];
+        rt->t = t;
+        if (t->base_url)
+            rt->url = join_url(t->base_url, t->format == KT_FMT_ANTHROPIC ? "/v1/messages"
+                                                                          : "/v1/chat/completions");
+        rt->hdrs = calloc(t->nheaders + 5, sizeof *rt->hdrs);
+        if (rt->hdrs == NULL)
+            return -1;
+        size_t n = 0;
+        rt->hdrs[n++] = header_line("Content-Type", "", "application/json");
+        if (t->api_key)
+            rt->hdrs[n++] = header_line(t->api_key_header, t->api_key_prefix ? t->api_key_prefix : "",
+                                        t->api_key);
+        if (t->format == KT_FMT_ANTHROPIC)
+            rt->hdrs[n++] = header_line("anthropic-version", "", t->anthropic_version);
+        for (size_t k = 0; k < t->nheaders; k++)
+            rt->hdrs[n++] = header_line(t->headers[k].name, "", t->headers[k].value);
+    }
+    return 0;
+}
+
+static void free_targets(struct kt_srv *s)
+{
+    if (s->targets == NULL)
+        return;
+    for (size_t i = 0; i < s->cfg->providers.ntargets; i++) {
+        free(s->targets[i].url);
+        for (char **h = s->targets[i].hdrs; h && *h; h++)
+            free(*h);
+        free(s->targets[i].hdrs);
+    }
+    free(s->targets);
+    s->targets = NULL;
+}
+
+/* ---- small endpoints --------------------------------------------------- */
+
+static void reply_models(struct kt_srv *s, evhtp_request_t *req)
+{
+    struct kt_buf b = {0};
+    kt_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    const struct kt_providers *p = &s->cfg->providers;
+    for (size_t i = 0; i < p->ntargets; i++) {
+        const struct kt_target *t = &p->targets[i];
+        int dup = 0;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->targets[j].model, t->model) == 0)
+                dup = 1;
+        if (dup)
+            continue;
+        if (b.data[b.len - 1] != '[')
+            kt_buf_putc(&b, ',');
+        kt_buf_puts(&b, "{\"id\":");
+        kt_buf_json_str(&b, t->model, strlen(t->model));
+        kt_buf_puts(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":");
+        kt_buf_json_str(&b, t->provider_type ? t->provider_type : t->provider,
+                        strlen(t->provider_type ? t->provider_type : t->provider));
+        kt_buf_puts(&b, ",\"display_name\":");
+        kt_buf_json_str(&b, t->model, strlen(t->model));
+        kt_buf_puts(&b, ",\"type\":\"model\"}");
+    }
+    kt_buf_puts(&b, "],\"has_more\":false}");
+    kt_srv_reply_json(s, req, 200, b.data, b.len);
+    kt_buf_free(&b);
+}
+
+/* reply_ready: ready when the config is loaded, the pack is enabled and at
+ * least one target's circuit is not open. */
+static void reply_ready(struct kt_srv *s, evhtp_request_t *req)
+{
+    struct kt_buf b = {0};
+    const struct kt_providers *p = &s->cfg->providers;
+    int usable = 0;
+    uint64_t now = kt_wall_ms();
+    kt_buf_puts(&b, "{\"status\":\"%s\",\"pack\":");
+    size_t status_at = 11;
+    kt_buf_json_str(&b, s->cfg->pack.name, strlen(s->cfg->pack.name));
+    kt_buf_puts(&b, ",\"targets\":[");
+    for (size_t i = 0; i < p->ntargets; i++) {
+        const char *state = "closed";
+        if (s->state && p->breaker.enabled) {
+            struct kt_breaker_info info;
+            struct kt_breaker_params bp = {
+                .failure_threshold = (unsigned)p->breaker.failure_threshold,
+                .window_seconds = (unsigned)p->breaker.window_seconds,
+                .cooldown_seconds = (unsigned)p->breaker.cooldown_seconds,
+                .half_open_requests = (unsigned)p->breaker.half_open_requests,
+            };
+            if (kt_breaker_peek(s->state, p->targets[i].id, &bp, now, &info, NULL) == 0)
+                state = kt_breaker_state_name(info.state);
+        }
+        if (strcmp(state, "open") != 0)
+            usable = 1;
+        kt_buf_printf(&b, "%s{\"id\":", i ? "," : "");
+        kt_buf_json_str(&b, p->targets[i].id, strlen(p->targets[i].id));
+        kt_buf_printf(&b, ",\"circuit\":\"%s\"}", state);
+    }
+    kt_buf_puts(&b, "]}");
+    int ready = usable && s->cfg->pack.enabled && !s->stopping;
+    /* Patch the status word in place: "ready" or "not_ready". */
+    struct kt_buf out = {0};
+    kt_buf_append(&out, b.data, status_at - 1);
+    kt_buf_puts(&out, ready ? "ready" : "not_ready");
+    kt_buf_append(&out, b.data + status_at + 1, b.len - status_at - 1);
+    kt_srv_reply_json(s, req, ready ? 200 : 503, out.data, out.len);
+    kt_buf_free(&b);
+    kt_buf_free(&out);
+}
+
+static void reply_metrics(struct kt_srv *s, evhtp_request_t *req)
+{
+    const struct kt_metrics *m = &s->metrics;
+    struct kt_buf b = {0};
+    const char *pack = s->cfg->pack.name;
+    kt_buf_printf(&b,
+        "# HELP kt_requests_total Requests received by this worker.\n# TYPE kt_requests_total counter\n"
+        "kt_requests_total{pack=\"%s\"} %llu\n"
+        "# HELP kt_responses_total Responses sent, by status class.\n# TYPE kt_responses_total counter\n"
+        "kt_responses_total{pack=\"%s\",class=\"2xx\"} %llu\n"
+        "kt_responses_total{pack=\"%s\",class=\"4xx\"} %llu\n"
+        "kt_responses_total{pack=\"%s\",class=\"5xx\"} %llu\n"
+        "# HELP kt_upstream_attempts_total Upstream attempts, retries included.\n# TYPE kt_upstream_attempts_total counter\n"
+        "kt_upstream_attempts_total{pack=\"%s\"} %llu\n"
+        "kt_upstream_errors_total{pack=\"%s\"} %llu\n"
+        "kt_stream_requests_total{pack=\"%s\"} %llu\n"
+        "kt_policy_blocks_total{pack=\"%s\"} %llu\n"
+        "kt_tokens_total{pack=\"%s\",direction=\"input\"} %llu\n"
+        "kt_tokens_total{pack=\"%s\",direction=\"output\"} %llu\n"
+        "# HELP kt_inflight_requests Requests in flight in this worker.\n# TYPE kt_inflight_requests gauge\n"
+        "kt_inflight_requests{pack=\"%s\"} %zu\n",
+        pack, (unsigned long long)m->requests, pack, (unsigned long long)m->responses_2xx,
+        pack, (unsigned long long)m->responses_4xx, pack, (unsigned long long)m->responses_5xx,
+        pack, (unsigned long long)m->upstream_attempts, pack, (unsigned long long)m->upstream_errors,
+        pack, (unsigned long long)m->stream_requests, pack, (unsigned long long)m->policy_blocks,
+        pack, (unsigned long long)m->tokens_in, pack, (unsigned long long)m->tokens_out,
+        pack, s->inflight);
+    add_header(req, "content-type", "text/plain; version=0.0.4");
+    evbuffer_add(req->buffer_out, b.data, b.len);
+    kt_srv_count_status(s, 200);
+    evhtp_send_reply(req, EVHTP_RES_OK);
+    kt_buf_free(&b);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+struct route {
+    const char *path;
+    htp_method method;
+    int kind;
+};
+enum { R_CHAT, R_MESSAGES, R_MODELS, R_HEALTHZ, R_READYZ, R_METRICS };
+static const struct route routes[] = {
+    { "/v1/chat/completions", htp_method_POST, R_CHAT },
+    { "/v1/messages", htp_method_POST, R_MESSAGES },
+    { "/v1/models", htp_method_GET, R_MODELS },
+    { "/healthz", htp_method_GET, R_HEALTHZ },
+    { "/readyz", htp_method_GET, R_READYZ },
+    { "/metrics", htp_method_GET, R_METRICS },
+};
+
+static void on_request(evhtp_request_t *req, void *arg)
+{
+    struct kt_srv *s = arg;
+    s->metrics.requests++;
+    char rid[136];
+    kt_srv_request_id(req, rid, sizeof rid);
+    const char *path = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
+    size_t plen = strlen(path);
+    while (plen > 1 && path[plen - 1] == '/')
+        plen--;
+    htp_method method = evhtp_request_get_method(req);
+    /* Errors for unknown paths use the format the path suggests. */
+    enum kt_format fmt = strstr(path, "/messages") ? KT_FMT_ANTHROPIC : KT_FMT_OPENAI;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strlen(routes[i].path) != plen || strncmp(routes[i].path, path, plen) != 0)
+            continue;
+        if (method != routes[i].method && !(method == htp_method_HEAD && routes[i].method == htp_method_GET)) {
+            add_header(req, "allow", routes[i].method == htp_method_POST ? "POST" : "GET, HEAD");
+            kt_srv_reply_error(s, req, fmt, 405, KT_IRE_INVALID_REQUEST, "method_not_allowed",
+                               "method not allowed on this endpoint");
+            return;
+        }
+        switch (routes[i].kind) {
+        case R_CHAT: kt_flow_start(s, req, KT_FMT_OPENAI, rid); return;
+        case R_MESSAGES: kt_flow_start(s, req, KT_FMT_ANTHROPIC, rid); return;
+        case R_MODELS: reply_models(s, req); return;
+        case R_HEALTHZ: kt_srv_reply_json(s, req, 200, "{\"status\":\"ok\"}", 15); return;
+        case R_READYZ: reply_ready(s, req); return;
+        case R_METRICS: reply_metrics(s, req); return;
+        }
+    }
+    kt_srv_reply_error(s, req, fmt, 404, KT_IRE_NOT_FOUND, "not_found", "unknown endpoint");
+}
+
+/* on_headers: count header bytes; past server.max_header_bytes the
+ * connection is cut (evhtp's parser bounds each line; this bounds all). */
+static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *hdr, void *arg)
+{
+    struct kt_srv *s = arg;
+    size_t sum = 0;
+    evhtp_header_t *h;
+    TAILQ_FOREACH(h, req->headers_in, next)
+        sum += h->klen + h->vlen + 4;
+    if (sum > s->cfg->server.max_header_bytes)
+        return EVHTP_RES_ERROR;
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_conn_accept(evhtp_connection_t *conn, void *arg)
+{
+    struct kt_srv *s = arg;
+    if (s->stopping)
+        return EVHTP_RES_ERROR;
+    evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, s);
+    return EVHTP_RES_OK;
+}
+
+int kt_srv_init(struct kt_srv *s, struct event_base *base, const struct kt_config *cfg)
+{
+    memset(s, 0, sizeof *s);
+    s->base = base;
+    s->cfg = cfg;
+    return build_targets(s);
+}
+
+int kt_srv_listen(struct kt_srv *s, const int *fds, size_t n)
+{
+    const struct kt_server *sv = &s->cfg->server;
+    for (size_t i = 0; i < n && i < KT_SRV_MAX_LISTEN; i++) {
+        evhtp_t *h = evhtp_new(s->base, s);
+        if (h == NULL)
+            return -1;
+        evhtp_set_gencb(h, on_request, s);
+        evhtp_set_post_accept_cb(h, on_conn_accept, s);
+        evhtp_set_max_body_size(h, sv->max_body_bytes);
+        struct timeval rt = { sv->read_timeout_seconds > 0 ? sv->read_timeout_seconds : 60, 0 };
+        struct timeval wt = { 60, 0 };
+        evhtp_set_timeouts(h, &rt, &wt);
+        evhtp_set_max_keepalive_requests(h, 10000);
+        evhtp_disable_flag(h, EVHTP_FLAG_ENABLE_100_CONT);
+        if (evhtp_accept_socket(h, fds[i], 511) != 0) {
+            kt_error("cannot serve on listener fd %d", fds[i]);
+            evhtp_free(h);
+            return -1;
+        }
+        s->htp[s->nhtp++] = h;
+    }
+    return 0;
+}
+
+void kt_srv_stop_accepting(struct kt_srv *s)
+{
+    s->stopping = 1;
+    for (size_t i = 0; i < s->nhtp; i++)
+        evhtp_unbind_socket(s->htp[i]);
+}
+
+void kt_srv_request_done(struct kt_srv *s)
+{
+    if (s->inflight)
+        s->inflight--;
+}
+
+void kt_srv_free(struct kt_srv *s)
+{
+    for (size_t i = 0; i < s->nhtp; i++)
+        evhtp_free(s->htp[i]);
+    s->nhtp = 0;
+    free_targets(s);
+}
