@@ -151,7 +151,7 @@ static int left_num_ok(const struct scan *s, size_t i)
     if (i == 0)
         return 1;
     unsigned char p = s->t[i - 1];
-    if (kt_cls[p] & C_ALNUM || p == '_')
+    if (kt_cls[p] & C_ALNUM || p == '_' || p == '+')
         return 0;
     if (i < 2)
         return 1;
@@ -493,7 +493,7 @@ static int right_num_ok(struct scan *s, size_t p)
         return 1;
     if (kt_cls[c] & C_ALNUM || c == '_')
         return 0;
-    if ((c == '.' || c == '-' || c == '/' || c == ',') && is_digit_at(s, p + 1))
+    if ((c == '.' || c == '-' || c == '/' || c == ',' || c == '+') && is_digit_at(s, p + 1))
         return 0;
     return 1;
 }
@@ -553,6 +553,11 @@ static int m_ssn(struct scan *s, size_t i, struct kt_pii_match *m)
     return found(m, i, g.end, KT_PII_US_SSN);
 }
 
+static const char *const kt_version_ctx[] = {
+    "version", "release", "section", "sec", "v", "ver", "rev", "revision", "build",
+    "clause", "chapter", "\xc2\xa7", NULL
+};
+
 /* IPv4: strict dotted quad, as inet_pton(AF_INET): 0-255, no leading 0. */
 static int m_ipv4(struct scan *s, size_t i, struct kt_pii_match *m)
 {
@@ -573,6 +578,17 @@ static int m_ipv4(struct scan *s, size_t i, struct kt_pii_match *m)
     /* "/24" (CIDR) and ",192.0.2.2" may follow; a fifth part may not */
     int c = at(s, p);
     if (c >= 0 && (kt_cls[c] & C_ALNUM || c == '_' || (c == '.' && is_digit_at(s, p + 1))))
+        return 0;
+    /* "2.10.0.27-1": a Debian-style revision, not "10.0.0.1-10.0.0.9" */
+    if (c == '-' && is_digit_at(s, p + 1)) {
+        size_t q = p + 1, dots = 0;
+        for (int c2; q - p <= 16 && ((c2 = at(s, q)) == '.' || is_digit_at(s, q)); q++)
+            dots += c2 == '.';
+        if (dots != 3)
+            return 0;
+    }
+    /* a dotted quad is an IP unless the words before call it a version */
+    if (ctx_word(s, i, 16, kt_version_ctx))
         return 0;
     return found(m, i, p, KT_PII_IP_ADDRESS);
 }
@@ -629,6 +645,11 @@ static const struct phone_shape {
 static const char *const kt_phone_neg_ctx[] = {
     "order", "invoice", "serial", "sku", "tracking", "ticket", "ref", "isbn",
     "part", "po", "case", "build", "version", "orders", "id", "no", NULL
+};
+
+static const char *const kt_phone_ctx[] = {
+    "phone", "call", "tel", "telephone", "mobile", "cell", "fax", "contact", "reach",
+    "number", "sms", "text", "whatsapp", "dial", "ph", NULL
 };
 
 static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
@@ -701,6 +722,8 @@ static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
     if (plus) {
         if (nd < 8 || nd > 15 || d[0] == '0' || g.n > 6)
             return 0;
+        if (g.n > 1 && (g.len[0] > 3 || g.len[g.n - 1] < 2))
+            return 0;                   /* country code is 1-3 digits */
         return found(m, i, p, KT_PII_PHONE);
     }
     if (trunk0)
@@ -733,6 +756,10 @@ static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
         if (ps->first == '0' && d[1] == '0')
             continue;                   /* "00..." is an international prefix */
         if (ps->first == '1' && (d[1] < '2' || d[4] < '2'))
+            continue;
+        /* "415 555 0123" is as often a list of numbers: want a phone word */
+        if (ps->name[0] == 'U' && ps->name[1] == 'S' && !paren_first && g.sep[0] == ' ' &&
+            !ctx_word(s, i, 32, kt_phone_ctx))
             continue;
         return found(m, i, p, KT_PII_PHONE);
     }
