@@ -158,16 +158,8 @@ enum kt_fail_mode { KT_FAIL_BLOCK, KT_FAIL_ALLOW };
 enum kt_pi_action { KT_PI_BLOCK, KT_PI_FLAG };
 enum kt_pii_action { KT_PII_REDACT, KT_PII_BLOCK, KT_PII_FLAG };
 
-enum kt_pii_entity {
-    KT_PII_EMAIL = 1u << 0,
-    KT_PII_PHONE = 1u << 1,
-    KT_PII_CREDIT_CARD = 1u << 2,
-    KT_PII_US_SSN = 1u << 3,
-    KT_PII_IBAN = 1u << 4,
-    KT_PII_IP_ADDRESS = 1u << 5,
-    KT_PII_API_KEY = 1u << 6,
-    KT_PII_ALL = (1u << 7) - 1,
-};
+/* PII entities and KT_PII_BIT() come from the detector itself. */
+#include "kt/pii.h"
 
 struct kt_cfg_injection {     /* policy.prompt-injection */
     enum kt_pi_action action; /* block */
@@ -176,7 +168,7 @@ struct kt_cfg_injection {     /* policy.prompt-injection */
 
 struct kt_cfg_pii {           /* policy.pii-detector */
     enum kt_pii_action action;    /* redact */
-    unsigned entities;        /* KT_PII_* bits, default KT_PII_ALL */
+    unsigned entities;        /* KT_PII_BIT(entity) bits, default KT_PII_ALL */
     int scan_request, scan_response;  /* both 1 by default */
 };
 
@@ -301,6 +293,6 @@ const char *kt_cfg_format_listen(const struct kt_listen *l, char *out, size_t ou
 const char *kt_cfg_format_name(enum kt_format f);            /* "openai" */
 const char *kt_cfg_strategy_name(enum kt_strategy s);        /* "weighted_round_robin" */
 const char *kt_cfg_provider_kind_name(enum kt_provider_kind k);  /* "claude_agent_sdk" */
-const char *kt_cfg_pii_entity_name(enum kt_pii_entity e);    /* "CREDIT_CARD" */
+const char *kt_cfg_pii_entity_name(unsigned bit);             /* KT_PII_BIT(..) → "CREDIT_CARD" */
 
 #endif

@@ -15,7 +15,7 @@
 #include "kt/ratelimit.h"
 #include "kt/state.h"
 
-enum kt_strategy {
+enum kt_route_strategy {
     KT_STRATEGY_SINGLE = 0,        /* the first usable target */
     KT_STRATEGY_FALLBACK,          /* every usable target, in config order */
     KT_STRATEGY_WRR,               /* smooth weighted round robin first, then the rest */
@@ -23,8 +23,8 @@ enum kt_strategy {
 };
 
 /* "single", "fallback", "weighted_round_robin", "least_latency". */
-int kt_strategy_parse(const char *name, enum kt_strategy *out);
-const char *kt_strategy_name(enum kt_strategy s);
+int kt_strategy_parse(const char *name, enum kt_route_strategy *out);
+const char *kt_strategy_name(enum kt_route_strategy s);
 
 struct kt_strategy_target {
     const char *id;
@@ -62,7 +62,7 @@ struct kt_strategy_result {
  * skips[] (capacity n, may be NULL) the reason each candidate was skipped.
  * wrr may be NULL unless strategy is WRR (then it acts as fallback).
  * State read errors never skip a target (fail open). Returns 0 or KT_EINVAL. */
-int kt_strategy_plan(struct kt_state *st, enum kt_strategy strategy, struct kt_wrr *wrr,
+int kt_strategy_plan(struct kt_state *st, enum kt_route_strategy strategy, struct kt_wrr *wrr,
                      const struct kt_breaker_params *bp,
                      const struct kt_strategy_target *cands, size_t n, uint64_t now_ms,
                      size_t *order, enum kt_strategy_skip *skips,

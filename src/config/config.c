@@ -517,9 +517,9 @@ static const struct enumval log_level_ev[] = {
 static const struct enumval log_format_ev[] = {
     { "text", 0 }, { "json", 1 }, { NULL, 0 } };
 static const struct enumval pii_entity_ev[] = {
-    { "EMAIL", KT_PII_EMAIL }, { "PHONE", KT_PII_PHONE }, { "CREDIT_CARD", KT_PII_CREDIT_CARD },
-    { "US_SSN", KT_PII_US_SSN }, { "IBAN", KT_PII_IBAN }, { "IP_ADDRESS", KT_PII_IP_ADDRESS },
-    { "API_KEY", KT_PII_API_KEY }, { NULL, 0 } };
+    { "EMAIL", KT_PII_BIT(KT_PII_EMAIL) }, { "PHONE", KT_PII_BIT(KT_PII_PHONE) }, { "CREDIT_CARD", KT_PII_BIT(KT_PII_CREDIT_CARD) },
+    { "US_SSN", KT_PII_BIT(KT_PII_US_SSN) }, { "IBAN", KT_PII_BIT(KT_PII_IBAN) }, { "IP_ADDRESS", KT_PII_BIT(KT_PII_IP_ADDRESS) },
+    { "API_KEY", KT_PII_BIT(KT_PII_API_KEY) }, { NULL, 0 } };
 static const struct enumval scan_ev[] = {
     { "request", 1 }, { "response", 2 }, { NULL, 0 } };
 static const struct enumval retry_word_ev[] = {
@@ -1599,8 +1599,40 @@ static void cfg_finish(struct ctx *c, struct kt_config *cfg, const struct node *
      * they wait there, ready to be switched on. */
 }
 
+static int err_file_index(const struct kt_err *e, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(e->file, names[i]))
+            return (int)i;
+    return -1;                /* no position (I/O): first */
+}
+
+/* sort_errors: this load's errors in reading order (file, line, column);
+ * checks that run after a mapping is read otherwise come out late.
+ * Insertion sort: stable, and there are at most KT_CFG_MAX_ERRORS. */
+static void sort_errors(struct kt_cfg_errors *errs, size_t start, const char *const *names, size_t n)
+{
+    if (errs == NULL)
+        return;
+    for (size_t i = start + 1; i < errs->n; i++) {
+        struct kt_err x = errs->v[i];
+        int xf = err_file_index(&x, names, n);
+        size_t j = i;
+        while (j > start) {
+            const struct kt_err *y = &errs->v[j - 1];
+            int yf = err_file_index(y, names, n);
+            if (yf < xf || (yf == xf && (y->line < x.line || (y->line == x.line && y->col <= x.col))))
+                break;
+            errs->v[j] = errs->v[j - 1];
+            j--;
+        }
+        errs->v[j] = x;
+    }
+}
+
 static int build(const char *const *names, const char *const *bufs, const size_t *lens,
-                 const int *ok, size_t n, struct kt_config **out, struct kt_cfg_errors *errs)
+                 const int *ok, size_t n, struct kt_config **out, struct kt_cfg_errors *errs,
+                 size_t err_start)
 {
     struct kt_cfg_priv *priv = calloc(1, sizeof *priv);
     *out = NULL;
@@ -1643,6 +1675,7 @@ static int build(const char *const *names, const char *const *bufs, const size_t
         cfg_finish(&c, cfg, root);
     }
     kt_arena_free(&c.tree);
+    sort_errors(errs, err_start, (const char *const *)files, n);
     if (c.nerr || c.oom || parse_failed) {
         int rc = c.oom ? KT_ENOMEM : KT_EINVAL;
         kt_cfg_free(cfg);
@@ -1692,6 +1725,7 @@ int kt_cfg_load(const char *const *paths, size_t npaths, struct kt_config **out,
                 struct kt_cfg_errors *errs)
 {
     struct ctx io = { .errs = errs };
+    size_t err_start = errs ? errs->n : 0;
     char **bufs = calloc(npaths + 1, sizeof *bufs);
     size_t *lens = calloc(npaths + 1, sizeof *lens);
     int *ok = calloc(npaths + 1, sizeof *ok);
@@ -1709,7 +1743,7 @@ int kt_cfg_load(const char *const *paths, size_t npaths, struct kt_config **out,
         ok[i] = read_file(paths[i], &bufs[i], &lens[i], &io) == 0;
         io_failed |= !ok[i];
     }
-    rc = build(paths, (const char *const *)bufs, lens, ok, npaths, out, errs);
+    rc = build(paths, (const char *const *)bufs, lens, ok, npaths, out, errs, err_start);
     if (io_failed && rc != KT_ENOMEM)
         rc = KT_EIO;
 done:
@@ -1725,7 +1759,7 @@ int kt_cfg_load_string(const char *name, const char *yaml, size_t len,
                        struct kt_config **out, struct kt_cfg_errors *errs)
 {
     int ok = 1;
-    return build(&name, &yaml, &len, &ok, 1, out, errs);
+    return build(&name, &yaml, &len, &ok, 1, out, errs, errs ? errs->n : 0);
 }
 
 int kt_cfg_load_quickstart(struct kt_config **out, struct kt_cfg_errors *errs)
@@ -1807,7 +1841,7 @@ static const char *ev_name(const struct enumval *ev, int v)
 
 const char *kt_cfg_format_name(enum kt_format f) { return ev_name(format_ev, (int)f); }
 const char *kt_cfg_strategy_name(enum kt_strategy s) { return ev_name(strategy_ev, (int)s); }
-const char *kt_cfg_pii_entity_name(enum kt_pii_entity e) { return ev_name(pii_entity_ev, (int)e); }
+const char *kt_cfg_pii_entity_name(unsigned bit) { return ev_name(pii_entity_ev, (int)bit); }
 
 const char *kt_cfg_provider_kind_name(enum kt_provider_kind k)
 {

@@ -16,7 +16,7 @@
 
 static const struct {
     const char *name;
-    enum kt_strategy s;
+    enum kt_route_strategy s;
 } strategies[] = {
     { "single", KT_STRATEGY_SINGLE },
     { "fallback", KT_STRATEGY_FALLBACK },
@@ -33,7 +33,7 @@ static const char *const skip_names[] = {
 
 #define NSTRATEGIES (sizeof strategies / sizeof strategies[0])
 
-int kt_strategy_parse(const char *name, enum kt_strategy *out)
+int kt_strategy_parse(const char *name, enum kt_route_strategy *out)
 {
     for (size_t i = 0; name != NULL && i < NSTRATEGIES; i++)
         if (strcmp(name, strategies[i].name) == 0) {
@@ -43,7 +43,7 @@ int kt_strategy_parse(const char *name, enum kt_strategy *out)
     return KT_EINVAL;
 }
 
-const char *kt_strategy_name(enum kt_strategy s)
+const char *kt_strategy_name(enum kt_route_strategy s)
 {
     for (size_t i = 0; i < NSTRATEGIES; i++)
         if (strategies[i].s == s)
@@ -147,7 +147,7 @@ static size_t wrr_pick(struct kt_wrr *w, const struct kt_strategy_target *cands,
     return best;
 }
 
-int kt_strategy_plan(struct kt_state *st, enum kt_strategy strategy, struct kt_wrr *wrr,
+int kt_strategy_plan(struct kt_state *st, enum kt_route_strategy strategy, struct kt_wrr *wrr,
                      const struct kt_breaker_params *bp,
                      const struct kt_strategy_target *cands, size_t n, uint64_t now_ms,
                      size_t *order, enum kt_strategy_skip *skips,
@@ -160,12 +160,19 @@ int kt_strategy_plan(struct kt_state *st, enum kt_strategy strategy, struct kt_w
     size_t nu = 0;
     int all_rate_limited = n > 0;
     uint64_t soonest = 0;
-    double *lat = n ? calloc(n, sizeof *lat) : NULL;
-    uint64_t *samples = n ? calloc(n, sizeof *samples) : NULL;
-    if (n > 0 && (lat == NULL || samples == NULL)) {
-        free(lat);
-        free(samples);
-        return kt_err_set(err, KT_ENOMEM, "out of memory");
+    /* The usual handful of targets fits on the stack: no allocation per request. */
+    double lat_stack[32];
+    uint64_t samples_stack[32];
+    double *lat = lat_stack;
+    uint64_t *samples = samples_stack;
+    if (n > 32) {
+        lat = calloc(n, sizeof *lat);
+        samples = calloc(n, sizeof *samples);
+        if (lat == NULL || samples == NULL) {
+            free(lat);
+            free(samples);
+            return kt_err_set(err, KT_ENOMEM, "out of memory");
+        }
     }
     for (size_t i = 0; i < n; i++) {
         struct kt_health_info h;
@@ -188,9 +195,7 @@ int kt_strategy_plan(struct kt_state *st, enum kt_strategy strategy, struct kt_w
     if (nu == 0) {
         res->http_status = all_rate_limited ? 429 : 503;
         res->retry_after_ms = soonest;
-        free(lat);
-        free(samples);
-        return 0;
+        goto out;
     }
     switch (strategy) {
     case KT_STRATEGY_SINGLE:
@@ -230,8 +235,11 @@ int kt_strategy_plan(struct kt_state *st, enum kt_strategy strategy, struct kt_w
         break;
     }
     res->n = nu;
-    free(lat);
-    free(samples);
+out:
+    if (lat != lat_stack) {
+        free(lat);
+        free(samples);
+    }
     return 0;
 }
 

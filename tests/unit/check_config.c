@@ -345,7 +345,7 @@ START_TEST(test_section_defaults_when_present)
     ck_assert_int_eq(cfg->providers.breaker.failure_threshold, 5);
     ck_assert_int_eq(cfg->server.workers, 3);
     ck_assert_uint_eq(cfg->server.max_body_bytes, 1048576);
-    ck_assert_uint_eq(cfg->policies.pii.entities, KT_PII_EMAIL | KT_PII_IBAN);
+    ck_assert_uint_eq(cfg->policies.pii.entities, KT_PII_BIT(KT_PII_EMAIL) | KT_PII_BIT(KT_PII_IBAN));
     ck_assert_int_eq(cfg->policies.pii.scan_request, 0);
     ck_assert_int_eq(cfg->policies.pii.scan_response, 1);
     kt_cfg_free(cfg);
@@ -775,7 +775,7 @@ START_TEST(test_names)
     ck_assert_str_eq(kt_cfg_format_name(KT_FMT_ANTHROPIC), "anthropic");
     ck_assert_str_eq(kt_cfg_strategy_name(KT_STRAT_WRR), "weighted_round_robin");
     ck_assert_str_eq(kt_cfg_provider_kind_name(KT_PROV_CLAUDE_AGENT_SDK), "claude_agent_sdk");
-    ck_assert_str_eq(kt_cfg_pii_entity_name(KT_PII_CREDIT_CARD), "CREDIT_CARD");
+    ck_assert_str_eq(kt_cfg_pii_entity_name(KT_PII_BIT(KT_PII_CREDIT_CARD)), "CREDIT_CARD");
 }
 END_TEST
 

@@ -3,6 +3,7 @@
  * skipped (429 vs 503), and admission right before an attempt. */
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kt/breaker.h"
@@ -33,7 +34,7 @@ static void open_circuit(const char *id, uint64_t now)
         ck_assert_int_eq(kt_breaker_report(fx_st, id, &BP, &none, 0, now, &err), 0);
 }
 
-static size_t plan(enum kt_strategy s, struct kt_wrr *w, const struct kt_strategy_target *c,
+static size_t plan(enum kt_route_strategy s, struct kt_wrr *w, const struct kt_strategy_target *c,
                    size_t n, uint64_t now, size_t *order, enum kt_strategy_skip *skips,
                    struct kt_strategy_result *res)
 {
@@ -44,7 +45,7 @@ static size_t plan(enum kt_strategy s, struct kt_wrr *w, const struct kt_strateg
 
 START_TEST(test_parse_names)
 {
-    enum kt_strategy s;
+    enum kt_route_strategy s;
     ck_assert_int_eq(kt_strategy_parse("weighted_round_robin", &s), 0);
     ck_assert_int_eq(s, KT_STRATEGY_WRR);
     ck_assert_int_eq(kt_strategy_parse("least_latency", &s), 0);
@@ -232,6 +233,26 @@ START_TEST(test_admit_claims_breaker_trial)
 }
 END_TEST
 
+START_TEST(test_many_targets)
+{
+    enum { N = 40 };
+    struct kt_strategy_target c[N];
+    char ids[N][8];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "m%d", i);
+        target(&c[i], ids[i], 1, (size_t)i);
+    }
+    struct kt_err err;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(kt_latency_observe(fx_st, ids[i], (uint32_t)(1000 - i), &err), 0);
+    size_t order[N];
+    struct kt_strategy_result res;
+    ck_assert_uint_eq(plan(KT_STRATEGY_LEAST_LATENCY, NULL, c, N, T0, order, NULL, &res), N);
+    for (int i = 0; i < N; i++)
+        ck_assert_uint_eq(order[i], (size_t)(N - 1 - i));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("strategy");
@@ -244,6 +265,7 @@ int main(void)
     tcase_add_test(tc, test_single_and_fallback_skip);
     tcase_add_test(tc, test_all_skipped_says_why);
     tcase_add_test(tc, test_admit_claims_breaker_trial);
+    tcase_add_test(tc, test_many_targets);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
