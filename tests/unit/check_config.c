@@ -577,8 +577,6 @@ START_TEST(test_err_wrong_type)
     char y[1024];
     snprintf(y, sizeof y, "%s      timeout_seconds: soon\n", MIN_TARGET);
     expect_error(y, 6, 24, "providers.targets[0].timeout_seconds: expected an integer, got 'soon'");
-    snprintf(y, sizeof y, "%s      model: [a, b]\n", MIN_TARGET);
-    /* a duplicate 'model' key is itself an error; use a fresh field */
     snprintf(y, sizeof y, "%s      description: {a: 1}\n", MIN_TARGET);
     expect_error(y, 6, 20, "expected a string, got a mapping");
     expect_error("policies:\n  chain: audit-logger\n", 2, 10, "policies.chain: expected a list, got a scalar");
@@ -742,6 +740,83 @@ START_TEST(test_all_errors_collected)
 }
 END_TEST
 
+START_TEST(test_errors_in_reading_order)
+{
+    set_keys();
+    struct kt_config *cfg;
+    struct kt_cfg_errors e;
+    /* The missing id is found after the mapping is read, but is reported
+     * before the unknown key below it. */
+    int rc = load("providers:\n"
+                  "  targets:\n"
+                  "    - provider: anthropic\n"
+                  "      model: m\n"
+                  "      colour: blue\n", &cfg, &e);
+    ck_assert_int_eq(rc, KT_EINVAL);
+    ck_assert_uint_eq(e.n, 2);
+    ck_assert_int_eq(e.v[0].line, 3);
+    ck_assert_ptr_nonnull(strstr(e.v[0].msg, "missing required field 'id'"));
+    ck_assert_int_eq(e.v[1].line, 5);
+    kt_cfg_errors_free(&e);
+}
+END_TEST
+
+START_TEST(test_yaml_features)
+{
+    set_keys();
+    struct kt_config *cfg;
+    struct kt_cfg_errors e;
+    /* Anchors and aliases, flow style, quoted numbers, zdr alias, nulls. */
+    int rc = load("pack: {name: \"x\", version: \"2\"}\n"
+                  "server: ~\n"
+                  "providers:\n"
+                  "  targets:\n"
+                  "    - &base\n"
+                  "      id: a\n"
+                  "      provider: anthropic\n"
+                  "      model: m\n"
+                  "      timeout_seconds: \"30\"\n"
+                  "      data_policy: {zdr: true}\n"
+                  "    - id: b\n"
+                  "      provider: openai\n"
+                  "      model: *x\n", &cfg, &e);
+    ck_assert_int_eq(rc, KT_EINVAL);
+    ck_assert_ptr_nonnull(find_err(&e, 13, 14, "unknown alias '*x'"));
+    kt_cfg_errors_free(&e);
+
+    rc = load("x-common: &common {provider: anthropic, model: m}\n", &cfg, &e);
+    ck_assert_int_eq(rc, KT_EINVAL);   /* unknown top-level key, even for anchors */
+    kt_cfg_errors_free(&e);
+
+    rc = load("policy:\n"
+              "  audit-logger: &al {immutable: true, retention_days: 30}\n"
+              "providers:\n"
+              "  targets:\n"
+              "    - id: a\n"
+              "      provider: anthropic\n"
+              "      model: m\n"
+              "      timeout_seconds: \"30\"\n"
+              "      data_policy: {zdr: true}\n"
+              "      headers: &h {X-A: \"1\"}\n"
+              "    - id: b\n"
+              "      provider: anthropic\n"
+              "      model: n\n"
+              "      headers: *h\n", &cfg, &e);
+    if (rc)
+        dump_errs(&e);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(cfg->providers.targets[0].timeout_seconds, 30);
+    ck_assert_int_eq(cfg->providers.targets[0].data_policy.zero_data_retention, 1);
+    ck_assert_str_eq(cfg->providers.targets[1].headers[0].value, "1");
+    ck_assert_int_eq(cfg->policies.audit.retention_days, 30);
+    kt_cfg_free(cfg);
+
+    expect_error("pack: {name: a}\n---\npack: {name: b}\n", 2, 1, "only one YAML document per file");
+    /* An empty document is an empty mapping: only the missing targets. */
+    expect_error("# nothing here\n", 1, 1, "at least one target is required");
+}
+END_TEST
+
 /* ---- listen addresses --------------------------------------------------- */
 
 START_TEST(test_parse_listen)
@@ -799,6 +874,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_err_out_of_range);
     tcase_add_test(tc, test_err_listen_and_yaml_syntax);
     tcase_add_test(tc, test_all_errors_collected);
+    tcase_add_test(tc, test_errors_in_reading_order);
+    tcase_add_test(tc, test_yaml_features);
     tcase_add_test(tc, test_parse_listen);
     tcase_add_test(tc, test_names);
     suite_add_tcase(s, tc);
