@@ -1,0 +1,912 @@
+/* anthropic.c: the Anthropic Messages codec: request, response, error and
+ * stream events to and from the IR. Blocks the IR does not model (documents,
+ * server tool results...) survive as RAW parts for Anthropic targets only.
+ * Mapping decisions are in docs/translation.md. */
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kt/util.h"
+#include "wire_int.h"
+
+#define BAD(...) kt_err_set(err, KT_EINVAL, __VA_ARGS__)
+
+/* ---- decoding ---- */
+
+static int decode_image(struct kt_arena *a, struct json_object *blk, struct kt_part *p,
+                        const char *where, struct kt_err *err)
+{
+    struct json_object *src = kt_wire_get(blk, "source", json_type_object);
+    const char *type = json_object_get_string(kt_wire_get(src, "type", json_type_string));
+    p->type = KT_PART_IMAGE;
+    if (type && strcmp(type, "base64") == 0) {
+        p->media_type = kt_wire_str(a, kt_wire_get(src, "media_type", json_type_string), NULL);
+        p->data = kt_wire_str(a, kt_wire_get(src, "data", json_type_string), NULL);
+        if (p->media_type == NULL || p->data == NULL)
+            return BAD("%s.source: base64 images need media_type and data", where);
+        return 0;
+    }
+    if (type && strcmp(type, "url") == 0) {
+        p->is_url = 1;
+        p->data = kt_wire_str(a, kt_wire_get(src, "url", json_type_string), NULL);
+        if (p->data == NULL)
+            return BAD("%s.source.url: expected a string", where);
+        return 0;
+    }
+    return BAD("%s.source.type: expected \"base64\" or \"url\"", where);
+}
+
+/* tool_result content: a string or text/image blocks; the IR keeps text. */
+static int decode_tool_result(struct kt_arena *a, struct json_object *blk, struct kt_part *p,
+                              const char *where, struct kt_err *err)
+{
+    p->type = KT_PART_TOOL_RESULT;
+    p->tool_use_id = kt_wire_str(a, kt_wire_get(blk, "tool_use_id", json_type_string), NULL);
+    if (p->tool_use_id == NULL)
+        return BAD("%s.tool_use_id: required", where);
+    struct json_object *ie = kt_wire_get(blk, "is_error", json_type_boolean);
+    p->is_error = ie ? json_object_get_boolean(ie) : 0;
+    struct json_object *c = NULL;
+    json_object_object_get_ex(blk, "content", &c);
+    if (c == NULL || json_object_is_type(c, json_type_null)) {
+        p->text = kt_arena_strdup(a, "");
+        return 0;
+    }
+    if (json_object_is_type(c, json_type_string)) {
+        p->text = kt_wire_str(a, c, &p->len);
+        return 0;
+    }
+    if (!json_object_is_type(c, json_type_array))
+        return BAD("%s.content: expected a string or an array of blocks", where);
+    struct kt_buf tmp = {0};
+    size_t n = json_object_array_length(c);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *t = kt_wire_get(json_object_array_get_idx(c, i), "text", json_type_string);
+        if (t == NULL)
+            continue;
+        if (tmp.len)
+            kt_buf_putc(&tmp, '\n');
+        kt_buf_append(&tmp, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+    }
+    p->text = kt_arena_strndup(a, tmp.data ? tmp.data : "", tmp.len);
+    p->len = tmp.len;
+    kt_buf_free(&tmp);
+    return p->text ? 0 : KT_ENOMEM;
+}
+
+static int decode_block(struct kt_arena *a, struct json_object *blk, struct kt_part *p,
+                        const char *where, struct kt_err *err)
+{
+    const char *type = json_object_get_string(kt_wire_get(blk, "type", json_type_string));
+    if (type == NULL)
+        return BAD("%s: expected a content block with a string \"type\"", where);
+    if (strcmp(type, "text") == 0) {
+        struct json_object *t = kt_wire_get(blk, "text", json_type_string);
+        if (t == NULL)
+            return BAD("%s.text: expected a string", where);
+        p->type = KT_PART_TEXT;
+        p->text = kt_wire_str(a, t, &p->len);
+        return 0;
+    }
+    if (strcmp(type, "image") == 0)
+        return decode_image(a, blk, p, where, err);
+    if (strcmp(type, "tool_use") == 0) {
+        p->type = KT_PART_TOOL_USE;
+        p->id = kt_wire_str(a, kt_wire_get(blk, "id", json_type_string), NULL);
+        p->name = kt_wire_str(a, kt_wire_get(blk, "name", json_type_string), NULL);
+        struct json_object *in = kt_wire_get(blk, "input", json_type_object);
+        if (p->id == NULL || p->name == NULL)
+            return BAD("%s: tool_use needs id and name", where);
+        p->input_json = in ? kt_wire_json_text(a, in) : kt_arena_strdup(a, "{}");
+        return 0;
+    }
+    if (strcmp(type, "tool_result") == 0)
+        return decode_tool_result(a, blk, p, where, err);
+    if (strcmp(type, "thinking") == 0) {
+        p->type = KT_PART_THINKING;
+        p->text = kt_wire_str(a, kt_wire_get(blk, "thinking", json_type_string), &p->len);
+        p->signature = kt_wire_str(a, kt_wire_get(blk, "signature", json_type_string), NULL);
+        if (p->text == NULL)
+            p->text = kt_arena_strdup(a, "");
+        return 0;
+    }
+    if (strcmp(type, "redacted_thinking") == 0) {
+        p->type = KT_PART_REDACTED_THINKING;
+        p->data = kt_wire_str(a, kt_wire_get(blk, "data", json_type_string), NULL);
+        return 0;
+    }
+    /* document, search_result, server_tool_use, web_search_tool_result...:
+     * kept verbatim for Anthropic targets */
+    p->type = KT_PART_RAW;
+    p->raw_fmt = KT_FMT_ANTHROPIC;
+    p->raw_json = kt_wire_json_text(a, blk);
+    return 0;
+}
+
+/* content: a string or an array of blocks. */
+static int decode_blocks(struct kt_arena *a, struct json_object *c, struct kt_part **parts,
+                         size_t *nparts, const char *where, struct kt_err *err)
+{
+    if (json_object_is_type(c, json_type_string)) {
+        struct kt_part *p = kt_arena_alloc(a, sizeof *p);
+        if (p == NULL)
+            return KT_ENOMEM;
+        p->type = KT_PART_TEXT;
+        p->text = kt_wire_str(a, c, &p->len);
+        *parts = p;
+        *nparts = 1;
+        return 0;
+    }
+    if (!json_object_is_type(c, json_type_array))
+        return BAD("%s: expected a string or an array of content blocks", where);
+    size_t n = json_object_array_length(c);
+    *parts = kt_arena_alloc(a, (n ? n : 1) * sizeof **parts);
+    if (*parts == NULL)
+        return KT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char w[96];
+        snprintf(w, sizeof w, "%s[%zu]", where, i);
+        int rc = decode_block(a, json_object_array_get_idx(c, i), &(*parts)[i], w, err);
+        if (rc)
+            return rc;
+    }
+    *nparts = n;
+    return 0;
+}
+
+static int get_number(struct json_object *root, const char *key, double *out, int *has,
+                      struct kt_err *err)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+        return BAD("%s: expected a number", key);
+    *out = json_object_get_double(v);
+    if (has)
+        *has = 1;
+    return 0;
+}
+
+static int get_int(struct json_object *root, const char *key, long *out, struct kt_err *err)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+        return BAD("%s: expected a non-negative integer", key);
+    *out = (long)json_object_get_int64(v);
+    return 0;
+}
+
+static int decode_tools(struct kt_arena *a, struct json_object *tools, struct kt_request *req,
+                        struct kt_err *err)
+{
+    size_t n = json_object_array_length(tools);
+    req->tools = kt_arena_alloc(a, (n ? n : 1) * sizeof *req->tools);
+    if (req->tools == NULL)
+        return KT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *t = json_object_array_get_idx(tools, i);
+        struct kt_tool *tool = &req->tools[req->ntools++];
+        const char *type = json_object_get_string(kt_wire_get(t, "type", json_type_string));
+        struct json_object *schema = kt_wire_get(t, "input_schema", json_type_object);
+        tool->name = kt_wire_str(a, kt_wire_get(t, "name", json_type_string), NULL);
+        if (tool->name == NULL)
+            return BAD("tools[%zu].name: required", i);
+        if ((type && strcmp(type, "custom") != 0) || schema == NULL) {
+            /* server and versioned tools (web_search_..., bash_...) */
+            tool->raw_json = kt_wire_json_text(a, t);
+            tool->raw_fmt = KT_FMT_ANTHROPIC;
+            continue;
+        }
+        tool->description = kt_wire_str(a, kt_wire_get(t, "description", json_type_string), NULL);
+        tool->schema_json = kt_wire_json_text(a, schema);
+    }
+    return 0;
+}
+
+static const struct { const char *s; enum kt_tool_choice v; } tc_table[] = {
+    { "auto", KT_TC_AUTO }, { "none", KT_TC_NONE }, { "any", KT_TC_REQUIRED }, { "tool", KT_TC_NAMED },
+};
+
+static int decode_tool_choice(struct kt_arena *a, struct json_object *tc, struct kt_request *req,
+                              struct kt_err *err)
+{
+    const char *type = json_object_get_string(kt_wire_get(tc, "type", json_type_string));
+    for (size_t i = 0; type && i < sizeof tc_table / sizeof *tc_table; i++) {
+        if (strcmp(type, tc_table[i].s) != 0)
+            continue;
+        req->tool_choice = tc_table[i].v;
+        if (req->tool_choice == KT_TC_NAMED) {
+            req->tool_choice_name = kt_wire_str(a, kt_wire_get(tc, "name", json_type_string), NULL);
+            if (req->tool_choice_name == NULL)
+                return BAD("tool_choice.name: required when type is \"tool\"");
+        }
+        struct json_object *dp = kt_wire_get(tc, "disable_parallel_tool_use", json_type_boolean);
+        if (dp)
+            req->parallel_tool_calls = !json_object_get_boolean(dp);
+        return 0;
+    }
+    return BAD("tool_choice.type: expected \"auto\", \"any\", \"tool\" or \"none\"");
+}
+
+int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *a,
+                                     struct kt_request *req, struct kt_err *err)
+{
+    int rc;
+    struct json_object *v = NULL;
+    if (json_object_object_get_ex(root, "model", &v)) {
+        if (!json_object_is_type(v, json_type_string))
+            return BAD("model: expected a string");
+        req->model = kt_wire_str(a, v, NULL);
+    }
+    struct json_object *msgs = kt_wire_get(root, "messages", json_type_array);
+    if (msgs == NULL)
+        return BAD("messages: required, an array of messages");
+    size_t n = json_object_array_length(msgs);
+    if (n == 0)
+        return BAD("messages: must not be empty");
+    if (json_object_object_get_ex(root, "system", &v) && v) {
+        if ((rc = decode_blocks(a, v, &req->system, &req->nsystem, "system", err)))
+            return rc;
+        for (size_t i = 0; i < req->nsystem; i++)
+            if (req->system[i].type != KT_PART_TEXT)
+                return BAD("system[%zu]: only text blocks are allowed", i);
+    }
+    req->msgs = kt_arena_alloc(a, n * sizeof *req->msgs);
+    if (req->msgs == NULL)
+        return KT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(msgs, i);
+        const char *role = json_object_get_string(kt_wire_get(m, "role", json_type_string));
+        struct kt_msg *msg = &req->msgs[i];
+        if (role && strcmp(role, "user") == 0)
+            msg->role = KT_ROLE_USER;
+        else if (role && strcmp(role, "assistant") == 0)
+            msg->role = KT_ROLE_ASSISTANT;
+        else
+            return BAD("messages[%zu].role: expected \"user\" or \"assistant\"", i);
+        struct json_object *c = NULL;
+        if (!json_object_object_get_ex(m, "content", &c) || c == NULL)
+            return BAD("messages[%zu].content: required", i);
+        char where[64];
+        snprintf(where, sizeof where, "messages[%zu].content", i);
+        if ((rc = decode_blocks(a, c, &msg->parts, &msg->nparts, where, err)))
+            return rc;
+    }
+    req->nmsgs = n;
+    if ((rc = get_int(root, "max_tokens", &req->max_tokens, err)) ||
+        (rc = get_number(root, "temperature", &req->temperature, &req->has_temperature, err)) ||
+        (rc = get_number(root, "top_p", &req->top_p, &req->has_top_p, err)) ||
+        (rc = get_int(root, "top_k", &req->top_k, err)))
+        return rc;
+    if (json_object_object_get_ex(root, "stream", &v) && v) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return BAD("stream: expected true or false");
+        req->stream = json_object_get_boolean(v);
+    }
+    if (json_object_object_get_ex(root, "stop_sequences", &v) && v) {
+        if (!json_object_is_type(v, json_type_array))
+            return BAD("stop_sequences: expected an array of strings");
+        size_t ns = json_object_array_length(v);
+        req->stop = kt_arena_alloc(a, (ns ? ns : 1) * sizeof *req->stop);
+        for (size_t i = 0; i < ns; i++) {
+            struct json_object *s = json_object_array_get_idx(v, i);
+            if (!json_object_is_type(s, json_type_string))
+                return BAD("stop_sequences[%zu]: expected a string", i);
+            req->stop[req->nstop++] = kt_wire_str(a, s, NULL);
+        }
+    }
+    if (json_object_object_get_ex(root, "tools", &v) && v) {
+        if (!json_object_is_type(v, json_type_array))
+            return BAD("tools: expected an array");
+        if ((rc = decode_tools(a, v, req, err)))
+            return rc;
+    }
+    struct json_object *tc = kt_wire_get(root, "tool_choice", json_type_object);
+    if (tc && (rc = decode_tool_choice(a, tc, req, err)))
+        return rc;
+    struct json_object *md = kt_wire_get(root, "metadata", json_type_object);
+    req->user = kt_wire_str(a, kt_wire_get(md, "user_id", json_type_string), NULL);
+    struct json_object *th = kt_wire_get(root, "thinking", json_type_object);
+    const char *tht = json_object_get_string(kt_wire_get(th, "type", json_type_string));
+    if (tht && strcmp(tht, "enabled") == 0 &&
+        (rc = get_int(th, "budget_tokens", &req->thinking_budget, err)))
+        return rc;
+    return 0;
+}
+
+/* ---- encoding blocks ---- */
+
+static int put_block(struct kt_buf *b, const struct kt_part *p, int *first)
+{
+    int rc = 0;
+    switch (p->type) {
+    case KT_PART_TEXT:
+        if (p->len == 0)
+            return 0;                   /* Anthropic rejects empty text blocks */
+        break;
+    case KT_PART_THINKING:
+        if (p->signature == NULL)
+            return 0;                   /* unsigned thinking cannot be sent back */
+        break;
+    case KT_PART_RAW:
+        if (p->raw_fmt != KT_FMT_ANTHROPIC)
+            return 0;
+        break;
+    default:
+        break;
+    }
+    if (!*first)
+        rc |= kt_buf_putc(b, ',');
+    *first = 0;
+    switch (p->type) {
+    case KT_PART_TEXT:
+        rc |= kt_buf_puts(b, "{\"type\":\"text\",\"text\":");
+        rc |= kt_buf_json_str(b, p->text, p->len);
+        rc |= kt_buf_putc(b, '}');
+        break;
+    case KT_PART_IMAGE:
+        if (p->is_url) {
+            rc |= kt_buf_puts(b, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
+            rc |= kt_wire_put_str(b, p->data);
+        } else {
+            rc |= kt_buf_puts(b, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
+            rc |= kt_wire_put_str(b, p->media_type ? p->media_type : "image/png");
+            rc |= kt_buf_puts(b, ",\"data\":");
+            rc |= kt_wire_put_str(b, p->data ? p->data : "");
+        }
+        rc |= kt_buf_puts(b, "}}");
+        break;
+    case KT_PART_TOOL_USE:
+        rc |= kt_buf_puts(b, "{\"type\":\"tool_use\",\"id\":");
+        rc |= kt_wire_put_str(b, p->id ? p->id : "");
+        rc |= kt_buf_puts(b, ",\"name\":");
+        rc |= kt_wire_put_str(b, p->name ? p->name : "");
+        rc |= kt_buf_puts(b, ",\"input\":");
+        rc |= kt_wire_put_json_object(b, p->input_json);
+        rc |= kt_buf_putc(b, '}');
+        break;
+    case KT_PART_TOOL_RESULT:
+        rc |= kt_buf_puts(b, "{\"type\":\"tool_result\",\"tool_use_id\":");
+        rc |= kt_wire_put_str(b, p->tool_use_id ? p->tool_use_id : "");
+        rc |= kt_buf_puts(b, ",\"content\":");
+        rc |= kt_buf_json_str(b, p->text ? p->text : "", p->text ? p->len : 0);
+        if (p->is_error)
+            rc |= kt_buf_puts(b, ",\"is_error\":true");
+        rc |= kt_buf_putc(b, '}');
+        break;
+    case KT_PART_THINKING:
+        rc |= kt_buf_puts(b, "{\"type\":\"thinking\",\"thinking\":");
+        rc |= kt_buf_json_str(b, p->text ? p->text : "", p->text ? p->len : 0);
+        rc |= kt_buf_puts(b, ",\"signature\":");
+        rc |= kt_wire_put_str(b, p->signature ? p->signature : "");
+        rc |= kt_buf_putc(b, '}');
+        break;
+    case KT_PART_REDACTED_THINKING:
+        rc |= kt_buf_puts(b, "{\"type\":\"redacted_thinking\",\"data\":");
+        rc |= kt_wire_put_str(b, p->data ? p->data : "");
+        rc |= kt_buf_putc(b, '}');
+        break;
+    case KT_PART_RAW:
+        rc |= kt_buf_puts(b, p->raw_json);
+        break;
+    }
+    return rc;
+}
+
+static int is_user_side(enum kt_role r)
+{
+    return r == KT_ROLE_USER || r == KT_ROLE_TOOL;
+}
+
+static int only_space(const char *s)
+{
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *model,
+                                     struct kt_buf *out)
+{
+    const char *m = model ? model : req->model;
+    int rc = kt_buf_puts(out, "{\"model\":");
+    rc |= kt_wire_put_str(out, m ? m : "");
+    rc |= kt_buf_printf(out, ",\"max_tokens\":%ld",
+                        req->max_tokens > 0 ? req->max_tokens : (long)KT_WIRE_DEFAULT_MAX_TOKENS);
+    if (req->nsystem) {
+        /* several system/developer messages become one system string, "\n"-joined */
+        struct kt_buf sys = {0};
+        for (size_t i = 0; i < req->nsystem; i++) {
+            if (i)
+                rc |= kt_buf_putc(&sys, '\n');
+            rc |= kt_buf_append(&sys, req->system[i].text, req->system[i].len);
+        }
+        rc |= kt_buf_puts(out, ",\"system\":");
+        rc |= kt_buf_json_str(out, sys.data ? sys.data : "", sys.len);
+        kt_buf_free(&sys);
+    }
+    rc |= kt_buf_puts(out, ",\"messages\":[");
+    /* Consecutive user and tool messages form one user turn (tool_result
+     * blocks first, as OpenAI sends tool messages before the next user text). */
+    int firstmsg = 1;
+    for (size_t i = 0; i < req->nmsgs;) {
+        size_t j = i + 1;
+        int user = is_user_side(req->msgs[i].role);
+        while (j < req->nmsgs && is_user_side(req->msgs[j].role) == user)
+            j++;
+        size_t mark = out->len;
+        rc |= firstmsg ? 0 : kt_buf_putc(out, ',');
+        rc |= kt_buf_printf(out, "{\"role\":\"%s\",\"content\":[", user ? "user" : "assistant");
+        int first = 1;
+        for (size_t k = i; k < j; k++)
+            for (size_t q = 0; q < req->msgs[k].nparts; q++)
+                rc |= put_block(out, &req->msgs[k].parts[q], &first);
+        if (first) {
+            out->len = mark;            /* nothing to send: drop the empty turn */
+            out->data[mark] = '\0';
+        } else {
+            rc |= kt_buf_puts(out, "]}");
+            firstmsg = 0;
+        }
+        i = j;
+    }
+    rc |= kt_buf_putc(out, ']');
+    if (req->has_temperature) {
+        rc |= kt_buf_puts(out, ",\"temperature\":");
+        rc |= kt_wire_put_double(out, req->temperature > 1.0 ? 1.0 : req->temperature);
+    }
+    if (req->has_top_p) {
+        rc |= kt_buf_puts(out, ",\"top_p\":");
+        rc |= kt_wire_put_double(out, req->top_p);
+    }
+    if (req->top_k >= 0)
+        rc |= kt_buf_printf(out, ",\"top_k\":%ld", req->top_k);
+    size_t nstop = 0;
+    for (size_t i = 0; i < req->nstop; i++)
+        nstop += !only_space(req->stop[i]);
+    if (nstop) {
+        rc |= kt_buf_puts(out, ",\"stop_sequences\":[");
+        int f = 1;
+        for (size_t i = 0; i < req->nstop; i++) {
+            if (only_space(req->stop[i]))
+                continue;               /* Anthropic refuses whitespace-only sequences */
+            rc |= f ? 0 : kt_buf_putc(out, ',');
+            f = 0;
+            rc |= kt_wire_put_str(out, req->stop[i]);
+        }
+        rc |= kt_buf_putc(out, ']');
+    }
+    if (req->stream)
+        rc |= kt_buf_puts(out, ",\"stream\":true");
+    if (req->ntools) {
+        rc |= kt_buf_puts(out, ",\"tools\":[");
+        for (size_t i = 0; i < req->ntools; i++) {
+            const struct kt_tool *t = &req->tools[i];
+            if (i)
+                rc |= kt_buf_putc(out, ',');
+            if (t->raw_json) {
+                rc |= kt_buf_puts(out, t->raw_json);
+                continue;
+            }
+            rc |= kt_buf_puts(out, "{\"name\":");
+            rc |= kt_wire_put_str(out, t->name);
+            if (t->description) {
+                rc |= kt_buf_puts(out, ",\"description\":");
+                rc |= kt_wire_put_str(out, t->description);
+            }
+            rc |= kt_buf_puts(out, ",\"input_schema\":");
+            if (t->schema_json)
+                rc |= kt_wire_put_json_object(out, t->schema_json);
+            else
+                rc |= kt_buf_puts(out, "{\"type\":\"object\",\"properties\":{}}");
+            rc |= kt_buf_putc(out, '}');
+        }
+        rc |= kt_buf_putc(out, ']');
+        enum kt_tool_choice tc = req->tool_choice;
+        if (tc == KT_TC_UNSET && req->parallel_tool_calls == 0)
+            tc = KT_TC_AUTO;            /* disable_parallel_tool_use needs a type */
+        if (tc != KT_TC_UNSET) {
+            const char *type = "auto";
+            for (size_t i = 0; i < sizeof tc_table / sizeof *tc_table; i++)
+                if (tc_table[i].v == tc)
+                    type = tc_table[i].s;
+            rc |= kt_buf_printf(out, ",\"tool_choice\":{\"type\":\"%s\"", type);
+            if (tc == KT_TC_NAMED) {
+                rc |= kt_buf_puts(out, ",\"name\":");
+                rc |= kt_wire_put_str(out, req->tool_choice_name);
+            }
+            if (req->parallel_tool_calls == 0 && tc != KT_TC_NONE)
+                rc |= kt_buf_puts(out, ",\"disable_parallel_tool_use\":true");
+            rc |= kt_buf_putc(out, '}');
+        }
+    }
+    if (req->user) {
+        rc |= kt_buf_puts(out, ",\"metadata\":{\"user_id\":");
+        rc |= kt_wire_put_str(out, req->user);
+        rc |= kt_buf_putc(out, '}');
+    }
+    if (req->thinking_budget > 0)
+        rc |= kt_buf_printf(out, ",\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":%ld}",
+                            req->thinking_budget);
+    rc |= kt_buf_putc(out, '}');
+    return rc ? KT_ENOMEM : 0;
+}
+
+/* ---- responses ---- */
+
+static const struct { const char *s; enum kt_finish f; } stop_table[] = {
+    { "end_turn", KT_FINISH_STOP }, { "stop_sequence", KT_FINISH_STOP_SEQUENCE },
+    { "max_tokens", KT_FINISH_LENGTH }, { "tool_use", KT_FINISH_TOOL_CALLS },
+    { "refusal", KT_FINISH_CONTENT_FILTER }, { "pause_turn", KT_FINISH_PAUSE },
+    { "model_context_window_exceeded", KT_FINISH_LENGTH },
+};
+
+static enum kt_finish stop_parse(const char *s)
+{
+    for (size_t i = 0; s && i < sizeof stop_table / sizeof *stop_table; i++)
+        if (strcmp(s, stop_table[i].s) == 0)
+            return stop_table[i].f;
+    return s ? KT_FINISH_STOP : KT_FINISH_NONE;
+}
+
+static const char *stop_str(enum kt_finish f)
+{
+    for (size_t i = 0; i < sizeof stop_table / sizeof *stop_table; i++)
+        if (stop_table[i].f == f)
+            return stop_table[i].s;
+    return "end_turn";
+}
+
+/* fields absent from u stay as they are */
+static void usage_decode(struct json_object *u, struct kt_usage *out)
+{
+    static const struct { const char *key; size_t off; } fields[] = {
+        { "input_tokens", offsetof(struct kt_usage, input) },
+        { "output_tokens", offsetof(struct kt_usage, output) },
+        { "cache_read_input_tokens", offsetof(struct kt_usage, cache_read) },
+        { "cache_creation_input_tokens", offsetof(struct kt_usage, cache_creation) },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        struct json_object *v = kt_wire_get(u, fields[i].key, json_type_int);
+        if (v)
+            *(long *)((char *)out + fields[i].off) = (long)json_object_get_int64(v);
+    }
+}
+
+static int put_usage(struct kt_buf *b, const struct kt_usage *u)
+{
+    return kt_buf_printf(b, "{\"input_tokens\":%ld,\"cache_creation_input_tokens\":%ld,"
+                         "\"cache_read_input_tokens\":%ld,\"output_tokens\":%ld}",
+                         u->input > 0 ? u->input : 0, u->cache_creation > 0 ? u->cache_creation : 0,
+                         u->cache_read > 0 ? u->cache_read : 0, u->output > 0 ? u->output : 0);
+}
+
+int kt_wire_anthropic_decode_response(struct json_object *root, struct kt_arena *a,
+                                      struct kt_response *resp, struct kt_err *err)
+{
+    struct json_object *content = kt_wire_get(root, "content", json_type_array);
+    if (content == NULL)
+        return BAD("Anthropic response: content missing");
+    resp->id = kt_wire_str(a, kt_wire_get(root, "id", json_type_string), NULL);
+    resp->model = kt_wire_str(a, kt_wire_get(root, "model", json_type_string), NULL);
+    int rc = decode_blocks(a, content, &resp->parts, &resp->nparts, "content", err);
+    if (rc)
+        return rc;
+    resp->finish = stop_parse(json_object_get_string(kt_wire_get(root, "stop_reason", json_type_string)));
+    resp->stop_sequence = kt_wire_str(a, kt_wire_get(root, "stop_sequence", json_type_string), NULL);
+    usage_decode(kt_wire_get(root, "usage", json_type_object), &resp->usage);
+    return 0;
+}
+
+int kt_wire_anthropic_encode_response(const struct kt_response *resp, struct kt_buf *out)
+{
+    int rc = kt_buf_puts(out, "{\"id\":");
+    rc |= kt_wire_put_str(out, resp->id ? resp->id : "msg_kt");
+    rc |= kt_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    rc |= kt_wire_put_str(out, resp->model ? resp->model : "");
+    rc |= kt_buf_puts(out, ",\"content\":[");
+    int first = 1;
+    for (size_t i = 0; i < resp->nparts; i++) {
+        const struct kt_part *p = &resp->parts[i];
+        if (p->type == KT_PART_THINKING && p->signature == NULL) {
+            /* reasoning from an OpenAI-compatible server: no signature exists */
+            struct kt_part signed_p = *p;
+            signed_p.signature = (char *)"";
+            rc |= put_block(out, &signed_p, &first);
+        } else {
+            rc |= put_block(out, p, &first);
+        }
+    }
+    rc |= kt_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":", stop_str(resp->finish));
+    rc |= kt_wire_put_str(out, resp->finish == KT_FINISH_STOP_SEQUENCE ? resp->stop_sequence : NULL);
+    rc |= kt_buf_puts(out, ",\"usage\":");
+    rc |= put_usage(out, &resp->usage);
+    rc |= kt_buf_putc(out, '}');
+    return rc ? KT_ENOMEM : 0;
+}
+
+int kt_wire_anthropic_error_body(const struct kt_ir_error *e, struct kt_buf *out)
+{
+    int rc = kt_buf_printf(out, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":",
+                           kt_wire_err_anthropic_type(e->type));
+    rc |= kt_wire_put_str(out, e->message ? e->message : "");
+    rc |= kt_buf_puts(out, "}}");
+    return rc ? KT_ENOMEM : 0;
+}
+
+/* ---- stream decoding: Anthropic SSE events → IR events ---- */
+
+static int emit(kt_stream_ev_fn cb, void *ud, struct kt_stream_ev *ev, struct kt_err *err)
+{
+    int rc = cb(ud, ev);
+    if (rc < 0 && err && err->code == 0)
+        kt_err_set(err, rc, "stream event handler failed");
+    return rc;
+}
+
+static int str_ev(kt_stream_ev_fn cb, void *ud, enum kt_ev_type t, int index,
+                  struct json_object *s, struct kt_err *err)
+{
+    if (s == NULL || json_object_get_string_len(s) == 0)
+        return 0;
+    struct kt_stream_ev ev = { .type = t, .index = index, .text = json_object_get_string(s),
+                               .len = (size_t)json_object_get_string_len(s) };
+    return emit(cb, ud, &ev, err);
+}
+
+static int dec_event(struct kt_stream_dec *d, struct json_object *root, kt_stream_ev_fn cb,
+                     void *ud, struct kt_err *err)
+{
+    const char *type = json_object_get_string(kt_wire_get(root, "type", json_type_string));
+    if (type == NULL)
+        return 0;
+    int index = (int)json_object_get_int(kt_wire_get(root, "index", json_type_int));
+    struct kt_stream_ev ev = { .index = index };
+    kt_wire_usage_unset(&ev.usage);
+    if (strcmp(type, "message_start") == 0) {
+        struct json_object *m = kt_wire_get(root, "message", json_type_object);
+        ev.type = KT_EV_MESSAGE_START;
+        ev.id = json_object_get_string(kt_wire_get(m, "id", json_type_string));
+        ev.model = json_object_get_string(kt_wire_get(m, "model", json_type_string));
+        usage_decode(kt_wire_get(m, "usage", json_type_object), &ev.usage);
+        d->started = 1;
+        return emit(cb, ud, &ev, err);
+    }
+    if (strcmp(type, "content_block_start") == 0) {
+        struct json_object *blk = kt_wire_get(root, "content_block", json_type_object);
+        const char *bt = json_object_get_string(kt_wire_get(blk, "type", json_type_string));
+        if (bt == NULL)
+            return 0;
+        if (strcmp(bt, "text") == 0)
+            return str_ev(cb, ud, KT_EV_TEXT_DELTA, index, kt_wire_get(blk, "text", json_type_string), err);
+        if (strcmp(bt, "thinking") == 0)
+            return str_ev(cb, ud, KT_EV_THINKING_DELTA, index,
+                          kt_wire_get(blk, "thinking", json_type_string), err);
+        if (strcmp(bt, "tool_use") == 0) {
+            ev.type = KT_EV_TOOL_CALL_START;
+            ev.id = json_object_get_string(kt_wire_get(blk, "id", json_type_string));
+            ev.name = json_object_get_string(kt_wire_get(blk, "name", json_type_string));
+            return emit(cb, ud, &ev, err);
+        }
+        return 0;   /* redacted_thinking, server tool blocks: not streamed through */
+    }
+    if (strcmp(type, "content_block_delta") == 0) {
+        struct json_object *dl = kt_wire_get(root, "delta", json_type_object);
+        const char *dt = json_object_get_string(kt_wire_get(dl, "type", json_type_string));
+        static const struct { const char *type, *field; enum kt_ev_type ev; } deltas[] = {
+            { "text_delta", "text", KT_EV_TEXT_DELTA },
+            { "input_json_delta", "partial_json", KT_EV_TOOL_ARGS_DELTA },
+            { "thinking_delta", "thinking", KT_EV_THINKING_DELTA },
+            { "signature_delta", "signature", KT_EV_SIGNATURE_DELTA },
+        };
+        for (size_t i = 0; dt && i < sizeof deltas / sizeof *deltas; i++)
+            if (strcmp(dt, deltas[i].type) == 0)
+                return str_ev(cb, ud, deltas[i].ev, index,
+                              kt_wire_get(dl, deltas[i].field, json_type_string), err);
+        return 0;   /* citations_delta and future kinds */
+    }
+    if (strcmp(type, "content_block_stop") == 0) {
+        ev.type = KT_EV_BLOCK_STOP;
+        return emit(cb, ud, &ev, err);
+    }
+    if (strcmp(type, "message_delta") == 0) {
+        struct json_object *dl = kt_wire_get(root, "delta", json_type_object);
+        ev.type = KT_EV_FINISH;
+        ev.finish = stop_parse(json_object_get_string(kt_wire_get(dl, "stop_reason", json_type_string)));
+        ev.stop_sequence = json_object_get_string(kt_wire_get(dl, "stop_sequence", json_type_string));
+        usage_decode(kt_wire_get(root, "usage", json_type_object), &ev.usage);
+        d->finished = 1;
+        return emit(cb, ud, &ev, err);
+    }
+    if (strcmp(type, "message_stop") == 0) {
+        ev.type = KT_EV_DONE;
+        return emit(cb, ud, &ev, err);
+    }
+    if (strcmp(type, "error") == 0) {
+        struct kt_ir_error ie = { .http_status = 0, .type = KT_IRE_API_ERROR, .retry_after = -1 };
+        struct json_object *eo = kt_wire_get(root, "error", json_type_object);
+        kt_wire_err_anthropic_parse(json_object_get_string(kt_wire_get(eo, "type", json_type_string)),
+                                    &ie.type);
+        ie.message = kt_wire_str(d->a, kt_wire_get(eo, "message", json_type_string), NULL);
+        ev.type = KT_EV_ERROR;
+        ev.error = &ie;
+        return emit(cb, ud, &ev, err);
+    }
+    return 0;       /* ping and unknown future events */
+}
+
+int kt_wire_anthropic_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
+                                size_t len, kt_stream_ev_fn cb, void *ud, struct kt_err *err)
+{
+    struct json_object *root;
+    if (kt_wire_parse(data, len, &root, err))
+        return kt_err_set(err, KT_EINVAL, "upstream sent a malformed Anthropic stream event%s%s",
+                          event ? " " : "", event ? event : "");
+    int rc = dec_event(d, root, cb, ud, err);
+    json_object_put(root);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- stream encoding: IR events → Anthropic SSE ---- */
+
+static int ev_head(struct kt_buf *out, const char *name)
+{
+    return kt_buf_printf(out, "event: %s\ndata: {\"type\":\"%s\"", name, name);
+}
+
+static int enc_start(struct kt_stream_enc *e, const struct kt_stream_ev *ev, struct kt_buf *out)
+{
+    if (e->started)
+        return 0;
+    e->started = 1;
+    if (ev && ev->id && ev->id[0]) {
+        e->id = kt_arena_strdup(e->a, ev->id);
+    } else {
+        char hex[25];
+        kt_random_hex(hex, 12);
+        e->id = kt_arena_printf(e->a, "msg_%s", hex);
+    }
+    const char *model = e->opts.model ? e->opts.model : ev ? ev->model : NULL;
+    e->model = model ? kt_arena_strdup(e->a, model) : NULL;
+    if (ev)
+        kt_usage_merge(&e->usage, &ev->usage);
+    int rc = ev_head(out, "message_start");
+    rc |= kt_buf_puts(out, ",\"message\":{\"id\":");
+    rc |= kt_wire_put_str(out, e->id);
+    rc |= kt_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    rc |= kt_wire_put_str(out, e->model ? e->model : "");
+    rc |= kt_buf_puts(out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":");
+    rc |= put_usage(out, &e->usage);
+    rc |= kt_buf_puts(out, "}}\n\n");
+    return rc;
+}
+
+static int close_block(struct kt_stream_enc *e, struct kt_buf *out)
+{
+    if (e->open_out < 0)
+        return 0;
+    int rc = ev_head(out, "content_block_stop");
+    rc |= kt_buf_printf(out, ",\"index\":%d}\n\n", e->open_out);
+    e->open_in = e->open_out = -1;
+    return rc;
+}
+
+/* Make block `in` of kind `type` the open one; returns its output index. */
+static int open_block(struct kt_stream_enc *e, int in, enum kt_part_type type,
+                      const struct kt_stream_ev *ev, struct kt_buf *out, int *rc)
+{
+    if (e->open_out >= 0 && e->open_in == in && e->open_type == type)
+        return e->open_out;
+    *rc |= close_block(e, out);
+    int k = e->next_out++;
+    if (kt_wire_imap_set(e->a, &e->out_of, in, k))
+        *rc |= KT_EINVAL;
+    e->open_in = in;
+    e->open_out = k;
+    e->open_type = type;
+    *rc |= ev_head(out, "content_block_start");
+    *rc |= kt_buf_printf(out, ",\"index\":%d,\"content_block\":", k);
+    if (type == KT_PART_TEXT) {
+        *rc |= kt_buf_puts(out, "{\"type\":\"text\",\"text\":\"\"}");
+    } else if (type == KT_PART_THINKING) {
+        *rc |= kt_buf_puts(out, "{\"type\":\"thinking\",\"thinking\":\"\"}");
+    } else {
+        *rc |= kt_buf_puts(out, "{\"type\":\"tool_use\",\"id\":");
+        *rc |= kt_wire_put_str(out, ev->id ? ev->id : "");
+        *rc |= kt_buf_puts(out, ",\"name\":");
+        *rc |= kt_wire_put_str(out, ev->name ? ev->name : "");
+        *rc |= kt_buf_puts(out, ",\"input\":{}}");
+    }
+    *rc |= kt_buf_puts(out, "}\n\n");
+    return k;
+}
+
+static int put_delta(struct kt_buf *out, int k, const char *type, const char *field,
+                     const char *text, size_t len)
+{
+    int rc = ev_head(out, "content_block_delta");
+    rc |= kt_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"%s\",\"%s\":", k, type, field);
+    rc |= kt_buf_json_str(out, text, len);
+    rc |= kt_buf_puts(out, "}}\n\n");
+    return rc;
+}
+
+int kt_wire_anthropic_enc_event(struct kt_stream_enc *e, const struct kt_stream_ev *ev,
+                                struct kt_buf *out)
+{
+    int rc = 0, k;
+    if (ev->type == KT_EV_MESSAGE_START)
+        return enc_start(e, ev, out) ? KT_ENOMEM : 0;
+    if (ev->type != KT_EV_ERROR && !e->started)
+        rc |= enc_start(e, NULL, out);
+    switch (ev->type) {
+    case KT_EV_TEXT_DELTA:
+        k = open_block(e, ev->index, KT_PART_TEXT, ev, out, &rc);
+        rc |= put_delta(out, k, "text_delta", "text", ev->text, ev->len);
+        break;
+    case KT_EV_THINKING_DELTA:
+        k = open_block(e, ev->index, KT_PART_THINKING, ev, out, &rc);
+        rc |= put_delta(out, k, "thinking_delta", "thinking", ev->text, ev->len);
+        break;
+    case KT_EV_SIGNATURE_DELTA:
+        k = open_block(e, ev->index, KT_PART_THINKING, ev, out, &rc);
+        rc |= put_delta(out, k, "signature_delta", "signature", ev->text, ev->len);
+        break;
+    case KT_EV_TOOL_CALL_START:
+        open_block(e, ev->index, KT_PART_TOOL_USE, ev, out, &rc);
+        break;
+    case KT_EV_TOOL_ARGS_DELTA:
+        k = e->open_in == ev->index ? e->open_out : kt_wire_imap_get(&e->out_of, ev->index);
+        if (k >= 0)
+            rc |= put_delta(out, k, "input_json_delta", "partial_json", ev->text, ev->len);
+        break;
+    case KT_EV_BLOCK_STOP:
+        if (e->open_in == ev->index)
+            rc |= close_block(e, out);
+        break;
+    case KT_EV_USAGE:
+        kt_usage_merge(&e->usage, &ev->usage);
+        break;
+    case KT_EV_FINISH:
+        kt_usage_merge(&e->usage, &ev->usage);
+        e->finished = 1;
+        e->finish = ev->finish;
+        if (ev->stop_sequence)
+            e->stop_sequence = kt_arena_strdup(e->a, ev->stop_sequence);
+        rc |= close_block(e, out);
+        break;
+    case KT_EV_DONE:
+        rc |= close_block(e, out);
+        if (!e->finished) {
+            e->finished = 1;
+            e->finish = KT_FINISH_STOP;
+        }
+        /* usage goes out here, not at FINISH: OpenAI sends it after the
+         * finish_reason chunk */
+        rc |= ev_head(out, "message_delta");
+        rc |= kt_buf_printf(out, ",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":",
+                            stop_str(e->finish));
+        rc |= kt_wire_put_str(out, e->finish == KT_FINISH_STOP_SEQUENCE ? e->stop_sequence : NULL);
+        rc |= kt_buf_puts(out, "},\"usage\":");
+        rc |= put_usage(out, &e->usage);
+        rc |= kt_buf_puts(out, "}\n\n");
+        rc |= ev_head(out, "message_stop");
+        rc |= kt_buf_puts(out, "}\n\n");
+        e->done = 1;
+        break;
+    case KT_EV_ERROR:
+        rc |= kt_buf_puts(out, "event: error\ndata: ");
+        rc |= kt_wire_anthropic_error_body(ev->error, out);
+        rc |= kt_buf_puts(out, "\n\n");
+        e->done = 1;
+        break;
+    default:
+        break;
+    }
+    return rc ? (rc == KT_EINVAL ? KT_EINVAL : KT_ENOMEM) : 0;
+}

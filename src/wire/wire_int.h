@@ -1,0 +1,104 @@
+/* wire_int.h: private to src/wire: the per-format codec entry points the
+ * dispatcher (wire.c) calls, stream codec state, and small JSON helpers.
+ * Not installed, not included outside src/wire. */
+#ifndef KT_WIRE_INT_H
+#define KT_WIRE_INT_H
+
+#include <json-c/json.h>
+
+#include "kt/wire.h"
+
+/* ---- JSON helpers (wire.c) ---- */
+/* kt_wire_get: member key of o when it has type t (json_type_null never matches). */
+struct json_object *kt_wire_get(struct json_object *o, const char *key, enum json_type t);
+/* kt_wire_str: arena copy of a JSON string (len optional). */
+char *kt_wire_str(struct kt_arena *a, struct json_object *s, size_t *len);
+/* kt_wire_json_text: compact JSON text of any value, in the arena. */
+char *kt_wire_json_text(struct kt_arena *a, struct json_object *o);
+/* kt_wire_put_json_object: append text when it is a JSON object, else "{}". */
+int kt_wire_put_json_object(struct kt_buf *b, const char *text);
+int kt_wire_put_str(struct kt_buf *b, const char *s);       /* JSON string or null */
+int kt_wire_put_double(struct kt_buf *b, double d);
+/* kt_wire_parse: parse body; KT_EINVAL with "invalid JSON ..." when it is not an object. */
+int kt_wire_parse(const char *body, size_t len, struct json_object **out, struct kt_err *err);
+/* kt_wire_grow: arena array growth: returns a new array of newcap elements
+ * holding the first n of old. */
+void *kt_wire_grow(struct kt_arena *a, void *old, size_t n, size_t newcap, size_t size);
+/* kt_wire_set_text_json: "{}" fallback aware copy of JSON string content. */
+int kt_wire_valid_json(const char *text, size_t len);
+
+/* small int map for block → index translation in streams */
+struct kt_wire_imap {
+    int *v;
+    int cap;
+};
+int kt_wire_imap_get(const struct kt_wire_imap *m, int key);  /* -1 absent */
+int kt_wire_imap_set(struct kt_arena *a, struct kt_wire_imap *m, int key, int val);
+
+/* ---- stream state shared by both formats ---- */
+struct kt_stream_dec {
+    enum kt_format fmt;
+    struct kt_arena *a;
+    int started;
+    int next_block;              /* OpenAI: next canonical block index */
+    int open_block;              /* OpenAI: block receiving deltas, -1 none */
+    int open_kind;               /* OpenAI: 0 text, 1 thinking, 2 tool */
+    struct kt_wire_imap tools;   /* OpenAI: tool_calls[].index → block */
+    int finished;
+};
+
+struct kt_stream_enc {
+    enum kt_format fmt;
+    struct kt_arena *a;
+    struct kt_stream_opts opts;
+    char *id, *model;
+    long created;
+    int started, finished, done;
+    enum kt_finish finish;
+    char *stop_sequence;
+    struct kt_usage usage;
+    /* Anthropic client: blocks are renumbered 0.. in output order */
+    int open_in, open_out;
+    enum kt_part_type open_type;
+    int next_out;
+    struct kt_wire_imap out_of;
+    /* OpenAI client: block → tool_calls index */
+    struct kt_wire_imap tool_of;
+    int ntools;
+};
+
+/* ---- per-format entry points ---- */
+int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
+                                  struct kt_request *req, struct kt_err *err);
+int kt_wire_openai_encode_request(const struct kt_request *req, const char *model,
+                                  struct kt_buf *out);
+int kt_wire_openai_decode_response(struct json_object *root, struct kt_arena *a,
+                                   struct kt_response *resp, struct kt_err *err);
+int kt_wire_openai_encode_response(const struct kt_response *resp, struct kt_buf *out);
+int kt_wire_openai_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
+                             size_t len, kt_stream_ev_fn cb, void *ud, struct kt_err *err);
+int kt_wire_openai_enc_event(struct kt_stream_enc *e, const struct kt_stream_ev *ev,
+                             struct kt_buf *out);
+int kt_wire_openai_error_body(const struct kt_ir_error *e, struct kt_buf *out);
+
+int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *a,
+                                     struct kt_request *req, struct kt_err *err);
+int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *model,
+                                     struct kt_buf *out);
+int kt_wire_anthropic_decode_response(struct json_object *root, struct kt_arena *a,
+                                      struct kt_response *resp, struct kt_err *err);
+int kt_wire_anthropic_encode_response(const struct kt_response *resp, struct kt_buf *out);
+int kt_wire_anthropic_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
+                                size_t len, kt_stream_ev_fn cb, void *ud, struct kt_err *err);
+int kt_wire_anthropic_enc_event(struct kt_stream_enc *e, const struct kt_stream_ev *ev,
+                                struct kt_buf *out);
+int kt_wire_anthropic_error_body(const struct kt_ir_error *e, struct kt_buf *out);
+
+/* error type tables (wire.c) */
+const char *kt_wire_err_openai_type(enum kt_ir_err_type t);
+const char *kt_wire_err_anthropic_type(enum kt_ir_err_type t);
+int kt_wire_err_anthropic_parse(const char *type, enum kt_ir_err_type *out);
+/* usage decoding shared by stream and response decoders */
+void kt_wire_usage_unset(struct kt_usage *u);
+
+#endif
