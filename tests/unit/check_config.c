@@ -247,6 +247,29 @@ START_TEST(test_quickstart_embedded)
 }
 END_TEST
 
+/* The installed /etc/keeptrusts/policy.yaml must pass `ktd -t` on a fresh
+ * install, before any API key is configured. */
+START_TEST(test_policy_yaml_loads_without_keys)
+{
+    unsetenv("ANTHROPIC_API_KEY");
+    unsetenv("OPENAI_API_KEY");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/conf/policy.yaml", srcdir());
+    const char *p[] = { path };
+    struct kt_config *cfg;
+    struct kt_cfg_errors e = { 0 };
+    int rc = kt_cfg_load(p, 1, &cfg, &e);
+    if (rc)
+        dump_errs(&e);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_ptr_null(cfg->providers.targets[0].api_key);
+    ck_assert_int_eq(cfg->providers.breaker.enabled, 1);
+    ck_assert_int_eq(cfg->providers.retry.max_attempts, 3);
+    ck_assert_str_eq(cfg->server.user, "keeptrusts");
+    kt_cfg_free(cfg);
+}
+END_TEST
+
 /* ---- defaults ----------------------------------------------------------- */
 
 START_TEST(test_defaults)
@@ -861,6 +884,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_every_example_loads);
     tcase_add_test(tc, test_seed_examples_typed);
     tcase_add_test(tc, test_quickstart_embedded);
+    tcase_add_test(tc, test_policy_yaml_loads_without_keys);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_section_defaults_when_present);
     tcase_add_test(tc, test_provider_defaults_and_shorthand);
