@@ -232,6 +232,8 @@ static void on_probe_timer(evutil_socket_t fd, short events, void *arg)
 int kt_prober_new(struct event_base *base, const struct kt_probe_spec *specs, size_t n,
                   struct kt_state *st, struct kt_prober **out, struct kt_err *err)
 {
+    if (st == NULL || base == NULL || (n > 0 && specs == NULL))
+        return kt_err_set(err, KT_EINVAL, "prober: no event base, state or specs");
     for (size_t i = 0; i < n; i++)
         if (specs[i].target_id == NULL || specs[i].url == NULL)
             return kt_err_set(err, KT_EINVAL, "probe %zu: target id and url are required", i);
@@ -260,7 +262,7 @@ int kt_prober_new(struct event_base *base, const struct kt_probe_spec *specs, si
         /* Carry on from the last verdict: a restarted prober must not turn
          * an unhealthy target routable before its thresholds say so. */
         struct kt_health_info h;
-        if (st != NULL && kt_health_get(st, specs[i].target_id, &h, NULL) == 0)
+        if (kt_health_get(st, specs[i].target_id, &h, NULL) == 0)
             pr->status = h.status;
         pr->timer = evtimer_new(base, on_probe_timer, pr);
         if (pr->timer == NULL) {

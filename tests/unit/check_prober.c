@@ -161,7 +161,8 @@ START_TEST(test_probes_decide_health)
     event_base_free(base);
     server_stop();
 
-    ck_assert_int_ge(ticks, 60);                /* ~75 expected in 1.5 s */
+    /* ~75 expected in 1.5 s; a loop blocked by the 0.2 s timeouts would get ~15. */
+    ck_assert_int_ge(ticks, 40);
     ck_assert_uint_ge(rounds, 8 * 5);
     struct kt_health_info h = health("ok");
     ck_assert_str_eq(kt_health_status_name(h.status), "healthy");
