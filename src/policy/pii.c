@@ -146,9 +146,18 @@ static int ctx_word(const struct scan *s, size_t i, size_t win, const char *cons
 
 /* Numbers: not inside a word or continuing a number ("v1.2", "12,345",
  * "abc-123", "10:30", UUID segments). */
+/* JSON/C escapes: in "\nalice@example.com" the 'n' belongs to "\n", so a
+ * value may start right after it (tool arguments often arrive still
+ * JSON-encoded). "\\n" is an escaped backslash and a plain 'n'. */
+static int after_escape(const struct scan *s, size_t i)
+{
+    return i >= 2 && s->t[i - 2] == '\\' && memchr("nrtbf", s->t[i - 1], 5) &&
+           (i < 3 || s->t[i - 3] != '\\');
+}
+
 static int left_num_ok(const struct scan *s, size_t i)
 {
-    if (i == 0)
+    if (i == 0 || after_escape(s, i))
         return 1;
     unsigned char p = s->t[i - 1];
     if (kt_cls[p] & C_ALNUM || p == '_' || p == '+')
@@ -166,7 +175,7 @@ static int left_num_ok(const struct scan *s, size_t i)
 /* Anything else: the previous byte is not one of the given classes. */
 static int left_cls_ok(const struct scan *s, size_t i, unsigned blockers)
 {
-    return i == 0 || !(kt_cls[s->t[i - 1]] & blockers);
+    return i == 0 || !(kt_cls[s->t[i - 1]] & blockers) || after_escape(s, i);
 }
 
 /* ---- validators ------------------------------------------------------- */
@@ -386,6 +395,8 @@ static int m_email(struct scan *s, size_t i, struct kt_pii_match *m)
     if (p - i > 64 || at(s, p) != '@')
         return 0;
     size_t a = i;
+    if (after_escape(s, i + 1))
+        a++;                            /* "\njohn@" → "john@" */
     while (a < p && !(kt_cls[s->t[a]] & C_ALNUM))
         a++;                            /* "--john@" → "john@" */
     if (a == p || s->t[p - 1] == '.')
@@ -393,14 +404,12 @@ static int m_email(struct scan *s, size_t i, struct kt_pii_match *m)
     size_t d = p + 1, labels = 0, lab = d, last = d;
     for (;;) {
         lab = d;
-        while (d - lab < 64 && (cls_at(s, d) & C_ALNUM || at(s, d) == '-'))
+        while (d - lab < 64 && d - p <= 254 && (cls_at(s, d) & C_ALNUM || at(s, d) == '-'))
             d++;
-        if (d == lab || d - lab >= 64 || s->t[lab] == '-' || s->t[d - 1] == '-')
-            return 0;
+        if (d == lab || d - lab >= 64 || d - p > 254 || s->t[lab] == '-' || s->t[d - 1] == '-')
+            return 0;                   /* labels ≤ 63, domain ≤ 253 */
         labels++;
         last = lab;
-        if (d - (p + 1) > 253)
-            return 0;
         if (at(s, d) == '.' && (cls_at(s, d + 1) & C_ALNUM)) {
             d++;
             continue;

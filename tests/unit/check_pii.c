@@ -197,6 +197,11 @@ START_TEST(test_boundaries_utf8)
     FOUND("«192.0.2.5»", "IP_ADDRESS:192.0.2.5");
     FOUND("\"AKIAIOSFODNN7EXAMPLE\",", "API_KEY:AKIAIOSFODNN7EXAMPLE");
     FOUND("alice@example.com", "EMAIL:alice@example.com");   /* whole text */
+    /* JSON-escaped text: a value may follow \n, \t, ... */
+    FOUND("{\"a\":\"x\\nalice@example.com\"}", "EMAIL:alice@example.com");
+    FOUND("\\tAKIAIOSFODNN7EXAMPLE", "API_KEY:AKIAIOSFODNN7EXAMPLE");
+    FOUND("\\n4111111111111111", "CREDIT_CARD:4111111111111111");
+    NONE("\\\\n4111111111111111");           /* escaped backslash, then "n4111..." */
     NONE("abc4111111111111111");
     NONE("4111111111111111_x");
     NONE("");
@@ -297,6 +302,7 @@ START_TEST(test_stream_every_split)
     check_every_split("SSN: 123456789 and +44 (0)20 7946 0018 from 2001:db8::7");
     check_every_split("IBAN DE89 3704 0044 0532 0130 00 / 192.0.2.44");
     check_every_split("Café 日本 (415) 555-0123 — merci");
+    check_every_split("{\"args\":\"to\\nalice@example.com\\tcard 4111111111111111\"}");
 }
 END_TEST
 
@@ -363,6 +369,27 @@ START_TEST(test_stream_bounded_carry)
     }
     kt_pii_stream_flush(&s, &out, &c);
     char *want = redact(t, KT_PII_ALL, NULL);
+    ck_assert_str_eq(out.data, want);
+    free(want);
+    /* the longest thing that can still be an email: 64 + '@' + 253 */
+    size_t n = 0;
+    memset(t, 'a', 64);
+    t[64] = '@';
+    n = 65;
+    while (n < 65 + 300) {
+        memcpy(t + n, "abcdefghi.", 10);
+        n += 10;
+    }
+    memcpy(t + n, "com", 4);
+    n += 3;
+    kt_buf_reset(&out);
+    kt_pii_stream_init(&s, KT_PII_ALL);
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_eq(kt_pii_stream_feed(&s, t + k, 1, &out, &c), 0);
+        ck_assert_uint_le(kt_pii_stream_pending(&s), KT_PII_MAX_VALUE + 1);
+    }
+    kt_pii_stream_flush(&s, &out, &c);
+    want = redact(t, KT_PII_ALL, NULL);
     ck_assert_str_eq(out.data, want);
     free(want);
     free(t);

@@ -220,6 +220,70 @@ def negatives(r, templates, n):
         out.append(('neg', 'PHONE', t, ''))
     return out
 
+# Hand-written rows in the style of chat and tool traffic (held out: written
+# after the rules, not used to change them).
+HANDWRITTEN = [
+    ('pos', 'EMAIL', 'Hi, I am Dana (dana.w@example.org) and I need help with my order.', 'dana.w@example.org'),
+    ('pos', 'EMAIL', 'git log --author="ops-team@example.com"', 'ops-team@example.com'),
+    ('pos', 'EMAIL', 'From: "Support" <support+ticket4411@help.example.net>', 'support+ticket4411@help.example.net'),
+    ('pos', 'EMAIL', 'cc:a.b.c@example.co.uk;', 'a.b.c@example.co.uk'),
+    ('pos', 'PHONE', 'You can call me at 212-555-0187 after 6pm.', '212-555-0187'),
+    ('pos', 'PHONE', 'Tel.: +49 30 901820', '+49 30 901820'),
+    ('pos', 'PHONE', 'Mobil: 0151 23456789', '0151 23456789'),
+    ('pos', 'PHONE', "Appelez-moi au 06 12 34 56 78 s'il vous plaît", '06 12 34 56 78'),
+    ('pos', 'PHONE', 'UK office: 0161 496 0123', '0161 496 0123'),
+    ('pos', 'PHONE', '{"phone":"+1-202-555-0143"}', '+1-202-555-0143'),
+    ('pos', 'PHONE', 'whatsapp +447700900456', '+447700900456'),
+    ('pos', 'CREDIT_CARD', 'My Visa is 4012 8888 8888 1881 exp 12/29 cvv 123', '4012 8888 8888 1881'),
+    ('pos', 'CREDIT_CARD', '{"card_number": "5105105105105100"}', '5105105105105100'),
+    ('pos', 'CREDIT_CARD', 'amex:371449635398431', '371449635398431'),
+    ('pos', 'CREDIT_CARD', 'Discover 6011-0009-9013-9424.', '6011-0009-9013-9424'),
+    ('pos', 'US_SSN', 'Employee SSN 078-05-1121 on file', '078-05-1121'),
+    ('pos', 'US_SSN', 'social security #: 219099999', '219099999'),
+    ('pos', 'IBAN', 'Please wire to IBAN CH93 0076 2011 6238 5295 7', 'CH93 0076 2011 6238 5295 7'),
+    ('pos', 'IBAN', 'iban=BE68539007547034&amount=10', 'BE68539007547034'),
+    ('pos', 'IP_ADDRESS', 'ssh root@203.0.113.45 -p 2222', '203.0.113.45'),
+    ('pos', 'IP_ADDRESS', 'X-Forwarded-For: 198.51.100.23', '198.51.100.23'),
+    ('pos', 'IP_ADDRESS', 'listen [2001:db8:85a3::8a2e:370:7334]:443;', '2001:db8:85a3::8a2e:370:7334'),
+    ('pos', 'IP_ADDRESS', 'ping 8.8.8.8', '8.8.8.8'),
+    ('pos', 'API_KEY', 'curl -H "Authorization: Bearer sk-proj-9fK2LmQ8xR4tY7uI1oP3aS6dF0gH5jK8lZ2xC4vB7nM1qW3eR" https://api.example.com', 'sk-proj-9fK2LmQ8xR4tY7uI1oP3aS6dF0gH5jK8lZ2xC4vB7nM1qW3eR'),
+    ('pos', 'API_KEY', 'export GITHUB_TOKEN=ghp_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5', 'ghp_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5'),
+    ('pos', 'API_KEY', "slack_token: 'xoxp-2718281828-3141592653-5772156649-abcdef0123456789abcdef0123456789'", 'xoxp-2718281828-3141592653-5772156649-abcdef0123456789abcdef0123456789'),
+    ('pos', 'API_KEY', 'aws_access_key_id=AKIAI44QH8DHBEXAMPLE', 'AKIAI44QH8DHBEXAMPLE'),
+    ('pos', 'API_KEY', 'aws_secret_access_key=je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY', 'je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY'),
+    ('neg', 'PHONE', 'The build finished in 1234.56 seconds on 2025-03-04 at 17:45:12.', ''),
+    ('neg', 'PHONE', 'Tracking number 1Z 999 AA1 01 2345 6784 is on its way', ''),
+    ('neg', 'PHONE', 'Invoice INV-2024-000123 total 1,299.00 EUR', ''),
+    ('neg', 'PHONE', 'Run pip install requests==2.31.0 then restart.', ''),
+    ('neg', 'PHONE', 'Page 123 of 456, figure 7.8.9', ''),
+    ('neg', 'PHONE', 'The answer is 42 and the year 1999 was 25 years ago.', ''),
+    ('neg', 'PHONE', 'Coordinates: 48.8566, 2.3522', ''),
+    ('neg', 'PHONE', 'Latency p50=12ms p99=340ms over 100000 requests', ''),
+    ('neg', 'CREDIT_CARD', 'Your order id is 4000123412341235 (not a card: fails Luhn)', ''),
+    ('neg', 'CREDIT_CARD', 'epoch ms 1732550400000 and ns 1732550400000000000', ''),
+    ('neg', 'CREDIT_CARD', 'pi = 3.14159265358979323846', ''),
+    ('neg', 'US_SSN', 'Zip code 94105-1234 and 10001.', ''),
+    ('neg', 'US_SSN', 'Part number 123-456-789 is back in stock', ''),
+    ('neg', 'IBAN', 'The model GB2000 and DE42 are different products.', ''),
+    ('neg', 'IBAN', 'Use ES256 or RS512 for the JWT signature.', ''),
+    ('neg', 'IP_ADDRESS', 'Upgrade from Python 3.11.4 to 3.12.0', ''),
+    ('neg', 'IP_ADDRESS', 'See RFC 9110 section 15.5.20 for details.', ''),
+    ('neg', 'IP_ADDRESS', 'Mon Nov 25 16:45:02 UTC 2026', ''),
+    ('neg', 'IP_ADDRESS', 'for (auto& x : std::views::iota(0, 10)) {}', ''),
+    ('neg', 'IP_ADDRESS', 'ratio 16:9 at 1920x1080, aspect 4:3', ''),
+    ('neg', 'EMAIL', 'In Python, use @property and @staticmethod decorators.', ''),
+    ('neg', 'EMAIL', 'yarn add @babel/core@7.24.0', ''),
+    ('neg', 'EMAIL', 'Thanks @maintainer for the quick fix!', ''),
+    ('neg', 'EMAIL', 'The regex [a-z]+@[a-z]+\\.[a-z]{2,} matches emails', ''),
+    ('neg', 'API_KEY', 'commit 9fceb02d0ae598e95dc970b74767f19372d61af8', ''),
+    ('neg', 'API_KEY', 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', ''),
+    ('neg', 'API_KEY', 'The sk-learn API and the sk- prefix are documented.', ''),
+    ('neg', 'API_KEY', 'Set OPENAI_API_KEY=<your key here> before running.', ''),
+    ('neg', 'API_KEY', 'jwt header eyJhbGciOiJIUzI1NiJ9 is base64', ''),
+    ('neg', 'API_KEY', 'AKIA is the prefix of AWS access key ids.', ''),
+    ('neg', 'API_KEY', 'request_id=req_01HZX3Q8V4K2M9N7P5R1T3W6Y8', ''),
+]
+
 def write(path, rows):
     with open(path, 'w', encoding='utf-8') as f:
         f.write('# label\tentity\ttext\tvalue  (generated by gen.py; \\n in text is a newline)\n')
@@ -231,4 +295,4 @@ if __name__ == '__main__':
     r = random.Random(20261125)
     write(os.path.join(HERE, 'labeled.tsv'), positives(r, DEV_TEMPLATES, 30) + negatives(r, DEV_TEMPLATES, 150))
     r = random.Random(777)
-    write(os.path.join(HERE, 'heldout.tsv'), positives(r, HELD_TEMPLATES, 15) + negatives(r, HELD_TEMPLATES, 80))
+    write(os.path.join(HERE, 'heldout.tsv'), positives(r, HELD_TEMPLATES, 15) + negatives(r, HELD_TEMPLATES, 80) + HANDWRITTEN)
