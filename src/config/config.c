@@ -24,6 +24,7 @@
 #include "kt/config.h"
 
 #define MAX_DEPTH 64
+#define MAX_NODES 200000      /* bounds alias expansion ("billion laughs") */
 #define MAX_FILE_BYTES (16u << 20)
 
 struct kt_cfg_priv {
@@ -49,6 +50,7 @@ struct ctx {
     struct kt_cfg_errors *errs;
     size_t nerr;
     int oom, io;
+    size_t nnodes;
     struct kt_arena tree;     /* nodes; freed once typing is done */
     struct kt_arena *mem;     /* the config's memory */
 };
@@ -173,8 +175,20 @@ struct yp {
     int failed;
 };
 
+static int too_many_nodes(struct yp *y)
+{
+    if (++y->c->nnodes <= MAX_NODES)
+        return 0;
+    if (!y->failed)
+        errf_at(y->c, "", 0, 0, "%s: more than %d YAML nodes (runaway aliases?)", y->file, MAX_NODES);
+    y->failed = 1;
+    return 1;
+}
+
 static struct node *new_node(struct yp *y, enum ntype t, yaml_mark_t m)
 {
+    if (too_many_nodes(y))
+        return NULL;
     struct node *n = kt_arena_alloc(&y->c->tree, sizeof *n);
     if (n == NULL) {
         y->c->oom = 1;
@@ -190,6 +204,8 @@ static struct node *new_node(struct yp *y, enum ntype t, yaml_mark_t m)
 
 static struct node *copy_node(struct yp *y, const struct node *s)
 {
+    if (too_many_nodes(y))
+        return NULL;
     struct node *n = kt_arena_alloc(&y->c->tree, sizeof *n);
     if (n == NULL) {
         y->c->oom = y->failed = 1;
@@ -214,7 +230,7 @@ static void yaml_problem(struct yp *y)
     y->failed = 1;
     if (p->error == YAML_MEMORY_ERROR) {
         y->c->oom = 1;
-        errf_at(y->c, y->file, 0, 0, "out of memory while parsing");
+        errf_at(y->c, "", 0, 0, "%s: out of memory while parsing", y->file);
         return;
     }
     if (p->error == YAML_READER_ERROR) {
@@ -380,7 +396,7 @@ static struct node *parse_doc(struct ctx *c, const char *file, const char *buf, 
 
     if (!yaml_parser_initialize(&y.p)) {
         c->oom = 1;
-        errf_at(c, file, 0, 0, "out of memory");
+        errf_at(c, "", 0, 0, "%s: out of memory", file);
         return NULL;
     }
     yaml_parser_set_input_string(&y.p, (const unsigned char *)buf, len);

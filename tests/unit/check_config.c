@@ -835,6 +835,18 @@ START_TEST(test_yaml_features)
     kt_cfg_free(cfg);
 
     expect_error("pack: {name: a}\n---\npack: {name: b}\n", 2, 1, "only one YAML document per file");
+    /* Exponential alias expansion is cut off, not followed into OOM. */
+    rc = load("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+              "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+              "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+              "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+              "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+              "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+              "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n", &cfg, &e);
+    ck_assert_int_eq(rc, KT_EINVAL);
+    ck_assert_uint_eq(e.n, 1);
+    ck_assert_ptr_nonnull(strstr(e.v[0].msg, "runaway aliases"));
+    kt_cfg_errors_free(&e);
     /* An empty document is an empty mapping: only the missing targets. */
     expect_error("# nothing here\n", 1, 1, "at least one target is required");
 }
