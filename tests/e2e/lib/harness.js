@@ -460,11 +460,18 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
       return merge(baseConfig(dir, port, t || targets || []), c);
     },
     async waitHealthy(timeoutMs = 10000) {
-      await waitFor(async () => {
-        if (exit) throw new Error(`ktd exited (${JSON.stringify(exit)}) before becoming healthy`);
-        const r = await request(`${url}/healthz`, { timeoutMs: 1000 });
-        return r.status === 200;
-      }, { timeoutMs, what: 'ktd /healthz 200' });
+      const end = Date.now() + timeoutMs;
+      let last = 'no answer';
+      while (Date.now() < end) {
+        if (exit) throw new Error(`ktd exited (${JSON.stringify(exit)}) before /healthz answered 200`);
+        try {
+          const r = await request(`${url}/healthz`, { timeoutMs: 1000 });
+          if (r.status === 200) return;
+          last = `status ${r.status}`;
+        } catch (e) { last = e.cause ? e.cause.code || e.cause.message : e.message; }
+        await sleep(25);
+      }
+      throw new Error(`ktd /healthz did not answer 200 within ${timeoutMs} ms (${last})`);
     },
     async stop(timeoutMs = 10000) {
       if (!exit) {
@@ -476,6 +483,9 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
       // Stragglers of the process group (orphaned workers) never outlive a test.
       try { process.kill(-child.pid, 'SIGKILL'); } catch (e) { /* none left */ }
       live.procs.delete(tracked);
+      // A sanitizer build reports memory errors and leaks on stderr: that fails the file.
+      const san = sanitizerReport(gw.stderr());
+      if (san) throw new Error(`ktd stderr (${stderrPath}) has a sanitizer report:\n${san}`);
       return exit;
     },
     openai(opts = {}) { return openaiClient(url, opts); },
@@ -491,6 +501,15 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
     }
   }
   return gw;
+}
+
+const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |WARNING: ThreadSanitizer/;
+
+// The first sanitizer report in a log (up to 40 lines), or null.
+function sanitizerReport(text) {
+  const lines = text.split('\n');
+  const i = lines.findIndex((l) => SANITIZER_RE.test(l));
+  return i < 0 ? null : lines.slice(i, i + 40).join('\n');
 }
 
 // ---- SDK clients ----------------------------------------------------------------
@@ -539,5 +558,5 @@ module.exports = {
   SRCDIR, BUILDDIR, KEYS, CLIENT_KEY, MOCK_JS,
   sleep, deadline, freePort, waitFor, request, load, curl, parseCurlI, parseSse, streamChunks,
   startMock, startKtd, openaiTarget, anthropicTarget, baseConfig, configToYaml, merge,
-  openaiClient, anthropicClient, childPids, procTitle, isAlive, test, dumpLogs,
+  openaiClient, anthropicClient, sanitizerReport, childPids, procTitle, isAlive, test, dumpLogs,
 };
