@@ -97,7 +97,12 @@ struct kt_target {
     enum kt_provider_kind provider_kind;
     char *model;
     char *base_url;           /* provider default filled in; NULL for mock/agent sdk */
-    char *api_key;            /* resolved secret; NULL = send no auth header. NEVER log it. */
+    /* api_key: the resolved secret; NULL = send no auth header. NEVER log it.
+     * secret_key_ref.env given: that variable must be set (else a config
+     * error). No secret_key_ref: anthropic, openai and the agent SDK pick
+     * up ANTHROPIC_API_KEY / OPENAI_API_KEY when set (secret_env says so),
+     * otherwise no key; mock and OpenAI-compatible targets never guess. */
+    char *api_key;
     char *secret_env;         /* env var the key came from; NULL if none */
     char *api_key_header;     /* "x-api-key" / "Authorization" */
     char *api_key_prefix;     /* "" / "Bearer " */
