@@ -651,10 +651,33 @@ static const struct phone_shape {
     { "DE", 2, {3, 7}, " /-", '0' },       /* 089 1234567 */
 };
 
+/* Words that, as one of the two words right before a number, name it as
+ * something else: "Order #415-555-0123", "serial no. 020 7946 0018". */
 static const char *const kt_phone_neg_ctx[] = {
-    "order", "invoice", "serial", "sku", "tracking", "ticket", "ref", "isbn",
-    "part", "po", "case", "build", "version", "orders", "id", "no", NULL
+    "order", "orders", "invoice", "serial", "sku", "tracking", "ticket", "ref",
+    "isbn", "part", "po", "build", "version", "id", "sn", "account", "acct", NULL
 };
+
+/* near_word: is one of the last nwords words before i (within win bytes)
+ * in words? Case-insensitive whole words. */
+static int near_word(const struct scan *s, size_t i, int nwords, size_t win,
+                     const char *const *words)
+{
+    size_t from = i > win ? i - win : 0, p = i;
+    for (int k = 0; k < nwords; k++) {
+        while (p > from && !(kt_cls[s->t[p - 1]] & C_ALPHA))
+            p--;
+        size_t e = p;
+        while (p > from && (kt_cls[s->t[p - 1]] & C_ALPHA))
+            p--;
+        if (p == e || (p == from && from > 0))
+            return 0;                   /* no word, or one cut by the window */
+        for (const char *const *w = words; *w; w++)
+            if (strlen(*w) == e - p && strncasecmp((const char *)s->t + p, *w, e - p) == 0)
+                return 1;
+    }
+    return 0;
+}
 
 static const char *const kt_phone_ctx[] = {
     "phone", "call", "tel", "telephone", "mobile", "cell", "fax", "contact", "reach",
@@ -726,7 +749,7 @@ static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
         return 0;
     if (i > 0 && (s->t[i - 1] == '#' || (i > 1 && s->t[i - 1] == ' ' && s->t[i - 2] == '#')))
         return 0;
-    if (ctx_word(s, i, 20, kt_phone_neg_ctx))
+    if (near_word(s, i, 2, 32, kt_phone_neg_ctx))
         return 0;
     if (plus) {
         if (nd < 8 || nd > 15 || d[0] == '0' || g.n > 6)

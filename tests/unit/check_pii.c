@@ -94,6 +94,9 @@ START_TEST(test_phone)
     NONE("Order #415-555-0123");
     NONE("order number 415-555-0123");
     NONE("serial 415-555-0123");
+    NONE("Tracking no. 415-555-0123");
+    FOUND("open a ticket or call 415-555-0123", "PHONE:415-555-0123");
+    FOUND("Phone no.: 020 7946 0018", "PHONE:020 7946 0018");
     NONE("115-555-0123");                       /* NANP area cannot start with 1 */
     NONE("415-555-01234");
     NONE("version 1.2.3 build 20240115");
