@@ -58,9 +58,13 @@ struct kt_state {
 
 /* kt_state_create: master, before fork. mkdir -p dir (0700), check it is
  * writable, open the env once (creating data.mdb, lock.mdb and the named
- * databases) and close it. A missing parent that cannot be created, an
- * unwritable dir or a corrupt data.mdb give KT_ESTATE with a message
- * naming the path and what to do. */
+ * databases), walk every record, close. A missing parent that cannot be
+ * created, an unwritable dir or a corrupt data.mdb give KT_ESTATE with a
+ * message naming the path and what to do. The open and walk run in a
+ * short-lived child (LMDB may abort on a damaged tree; the master must
+ * not): call it before installing a SIGCHLD handler that reaps with
+ * waitpid(-1) (the verdict comes through a pipe, so even then it works,
+ * only the crash signal number is lost). */
 int kt_state_create(const char *dir, struct kt_err *err);
 
 /* kt_state_chown: master, when started as root and children drop to

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -149,19 +150,12 @@ static int env_validate(MDB_env *env, const MDB_dbi *dbi, const char *dir, struc
     return rc ? lmdb_fail(err, rc, "validate", dir) : 0;
 }
 
-int kt_state_create(const char *dir, struct kt_err *err)
+/* Open, create the named dbs, walk every record, close. */
+static int create_and_validate(const char *dir, struct kt_err *err)
 {
-    if (dir == NULL)
-        return kt_err_set(err, KT_EINVAL, "state_dir is not set");
-    int rc = mkdir_p(dir, err);
-    if (rc != 0)
-        return rc;
-    if (access(dir, W_OK | X_OK) != 0)
-        return kt_err_set(err, KT_ESTATE, "state_dir %s: not writable: %s "
-                          "(chown it to the ktd user or pick another server.state_dir)",
-                          dir, strerror(errno));
     MDB_env *env;
-    if ((rc = env_open(dir, &env, err)) != 0)
+    int rc = env_open(dir, &env, err);
+    if (rc != 0)
         return rc;
     MDB_dbi dbi[KT_STATE_NDB];
     rc = dbis_open(env, dbi, dir, err);
@@ -173,6 +167,73 @@ int kt_state_create(const char *dir, struct kt_err *err)
     }
     mdb_env_close(env);
     return rc;
+}
+
+/* LMDB trusts its pages: a damaged tree can make it assert or fault. The
+ * master must never crash on a bad file, so the walk runs in a short-lived
+ * child that sends its verdict through a pipe; no verdict means it died. */
+static int validate_in_child(const char *dir, struct kt_err *err)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return kt_err_set(err, KT_ESTATE, "state_dir %s: pipe: %s", dir, strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return kt_err_set(err, KT_ESTATE, "state_dir %s: fork: %s", dir, strerror(errno));
+    }
+    if (pid == 0) {
+        struct kt_err cerr;
+        memset(&cerr, 0, sizeof cerr);
+        cerr.code = create_and_validate(dir, &cerr);
+        close(fds[0]);
+        ssize_t w = write(fds[1], &cerr, sizeof cerr);
+        _exit(w == (ssize_t)sizeof cerr ? 0 : 1);
+    }
+    close(fds[1]);
+    struct kt_err verdict;
+    size_t got = 0;
+    while (got < sizeof verdict) {
+        ssize_t r = read(fds[0], (char *)&verdict + got, sizeof verdict - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (got != sizeof verdict) {
+        char how[48];
+        if (WIFSIGNALED(status))
+            snprintf(how, sizeof how, "crashed with signal %d", WTERMSIG(status));
+        else
+            snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+        return kt_err_set(err, KT_ESTATE,
+                          "state_dir %s: checking data.mdb %s: it is damaged; "
+                          "remove %s/data.mdb and %s/lock.mdb (the state is soft: breakers, "
+                          "limits and health start fresh)", dir, how, dir, dir);
+    }
+    if (verdict.code != 0 && err != NULL)
+        *err = verdict;
+    return verdict.code;
+}
+
+int kt_state_create(const char *dir, struct kt_err *err)
+{
+    if (dir == NULL)
+        return kt_err_set(err, KT_EINVAL, "state_dir is not set");
+    int rc = mkdir_p(dir, err);
+    if (rc != 0)
+        return rc;
+    if (access(dir, W_OK | X_OK) != 0)
+        return kt_err_set(err, KT_ESTATE, "state_dir %s: not writable: %s "
+                          "(chown it to the ktd user or pick another server.state_dir)",
+                          dir, strerror(errno));
+    return validate_in_child(dir, err);
 }
 
 int kt_state_chown(const char *dir, unsigned uid, unsigned gid, struct kt_err *err)

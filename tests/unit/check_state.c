@@ -185,6 +185,28 @@ START_TEST(test_corrupt_data_file_is_an_error_not_a_crash)
     ck_assert_int_eq(kt_state_create(dir, &err), KT_ESTATE);
     ck_assert_ptr_nonnull(strstr(err.msg, "remove"));
 
+    /* A populated env whose tree pages (all but the two meta pages) are
+     * garbage: LMDB may fault walking it; create must still just fail. */
+    path_in(dir, sizeof dir, "tree");
+    ck_assert_int_eq(kt_state_create(dir, &err), 0);
+    struct kt_state *pst;
+    ck_assert_int_eq(kt_state_open(dir, &pst, &err), 0);
+    for (int i = 0; i < 500; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "key-%d", i);
+        ck_assert_int_eq(kt_state_put(pst, KT_STATE_RATELIMIT, k, junk, 100, &err), 0);
+    }
+    kt_state_close(pst);
+    snprintf(data, sizeof data, "%s/data.mdb", dir);
+    fd = open(data, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    for (off_t off = 8192; off + 4096 <= size; off += 4096)
+        ck_assert_int_eq(pwrite(fd, junk + (off / 4096) % 8, 4096, off), 4096);
+    close(fd);
+    ck_assert_int_eq(kt_state_create(dir, &err), KT_ESTATE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "remove"));
+
     /* Truncated to a few bytes. */
     write_file(data, "LMDB", 4);
     ck_assert_int_eq(kt_state_create(dir, &err), KT_ESTATE);
