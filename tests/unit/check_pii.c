@@ -447,6 +447,42 @@ START_TEST(test_stream_random_chunks)
 }
 END_TEST
 
+START_TEST(test_random_bytes)
+{
+    /* arbitrary bytes (NULs, UTF-8 fragments, separators): no crash, and
+     * streamed == one-shot for every entity mask */
+    static const char alpha[] = "0123456789 -.:/@+()#\\nASKIAsk-_abcdefxyzDEGB\0\xc3\xa9";
+    uint64_t st = 12345;
+    char text[600];
+    for (int iter = 0; iter < 400; iter++) {
+        size_t len = rng_next(&st) % sizeof text;
+        for (size_t k = 0; k < len; k++)
+            text[k] = alpha[rng_next(&st) % (sizeof alpha - 1)];
+        unsigned mask = iter < 200 ? KT_PII_ALL : (unsigned)(rng_next(&st) & KT_PII_ALL);
+        struct kt_buf want = {0}, got = {0};
+        size_t wn = 0, gn = 0, c;
+        ck_assert_int_eq(kt_pii_redact(text, len, mask, &want, &wn), 0);
+        struct kt_pii_stream s;
+        kt_pii_stream_init(&s, mask);
+        for (size_t pos = 0; pos < len;) {
+            size_t n = 1 + rng_next(&st) % 50;
+            if (n > len - pos)
+                n = len - pos;
+            ck_assert_int_eq(kt_pii_stream_feed(&s, text + pos, n, &got, &c), 0);
+            gn += c;
+            pos += n;
+        }
+        kt_pii_stream_flush(&s, &got, &c);
+        gn += c;
+        ck_assert_uint_eq(got.len, want.len);
+        ck_assert(want.len == 0 || memcmp(got.data, want.data, want.len) == 0);
+        ck_assert_uint_eq(gn, wn);
+        kt_buf_free(&want);
+        kt_buf_free(&got);
+    }
+}
+END_TEST
+
 START_TEST(test_stream_byte_by_byte_and_reuse)
 {
     const char *t = "a alice@example.com b 4111111111111111 c";
@@ -493,6 +529,7 @@ int main(void)
     tcase_add_test(tc, test_stream_bounded_carry);
     tcase_add_test(tc, test_stream_random_chunks);
     tcase_add_test(tc, test_stream_byte_by_byte_and_reuse);
+    tcase_add_test(tc, test_random_bytes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
