@@ -10,6 +10,7 @@
 #include "kt/config.h"
 #include "kt/format.h"
 #include "kt/ir.h"
+#include "kt/strategy.h"
 
 struct kt_upstream;
 struct kt_state;
@@ -43,6 +44,10 @@ struct kt_srv {
     struct kt_audit_writer *audit;      /* NULL without audit-logger */
     struct kt_policy_chain *chain;
     struct kt_target_rt *targets;       /* cfg->providers.ntargets entries */
+    struct kt_strategy_target *route;   /* routing view of each target (same order) */
+    struct kt_wrr wrr;                  /* smooth WRR state, per process as in nginx */
+    struct kt_breaker_params breaker;   /* failure_threshold 0 = no breaker */
+    enum kt_route_strategy strategy;
     struct evhtp *htp[KT_SRV_MAX_LISTEN];
     size_t nhtp;
     size_t inflight;                    /* requests not yet finished */

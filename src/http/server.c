@@ -98,12 +98,38 @@ static char *header_line(const char *name, const char *prefix, const char *value
     return h;
 }
 
+/* Config strategy → routing strategy; the two enums stay separate so the
+ * routing library never depends on the config. */
+static const enum kt_route_strategy strategy_map[] = {
+    [KT_STRAT_SINGLE] = KT_STRATEGY_SINGLE,
+    [KT_STRAT_FALLBACK] = KT_STRATEGY_FALLBACK,
+    [KT_STRAT_WRR] = KT_STRATEGY_WRR,
+    [KT_STRAT_LEAST_LATENCY] = KT_STRATEGY_LEAST_LATENCY,
+};
+
 static int build_targets(struct kt_srv *s)
 {
     const struct kt_providers *p = &s->cfg->providers;
     s->targets = calloc(p->ntargets, sizeof *s->targets);
-    if (s->targets == NULL)
+    s->route = calloc(p->ntargets, sizeof *s->route);
+    if (s->targets == NULL || s->route == NULL || kt_wrr_init(&s->wrr, p->ntargets) != 0)
         return -1;
+    s->strategy = strategy_map[p->strategy];
+    if (p->breaker.enabled)
+        s->breaker = (struct kt_breaker_params){
+            .failure_threshold = (unsigned)p->breaker.failure_threshold,
+            .window_seconds = (unsigned)p->breaker.window_seconds,
+            .cooldown_seconds = (unsigned)p->breaker.cooldown_seconds,
+            .half_open_requests = (unsigned)p->breaker.half_open_requests,
+        };
+    for (size_t i = 0; i < p->ntargets; i++) {
+        const struct kt_target *t = &p->targets[i];
+        s->route[i] = (struct kt_strategy_target){
+            .id = t->id, .weight = t->weight, .index = i,
+            .rpm = { (uint64_t)t->rate_limit.requests_per_minute, 60000 },
+            .tpm = { (uint64_t)t->rate_limit.tokens_per_minute, 60000 },
+        };
+    }
     for (size_t i = 0; i < p->ntargets; i++) {
         const struct kt_target *t = &p->targets[i];
         struct kt_target_rt *rt = &s->targets[i];
@@ -138,7 +164,10 @@ static void free_targets(struct kt_srv *s)
         free(s->targets[i].hdrs);
     }
     free(s->targets);
+    free(s->route);
+    kt_wrr_free(&s->wrr);
     s->targets = NULL;
+    s->route = NULL;
 }
 
 /* ---- small endpoints --------------------------------------------------- */
@@ -188,13 +217,7 @@ static void reply_ready(struct kt_srv *s, evhtp_request_t *req)
         const char *state = "closed";
         if (s->state && p->breaker.enabled) {
             struct kt_breaker_info info;
-            struct kt_breaker_params bp = {
-                .failure_threshold = (unsigned)p->breaker.failure_threshold,
-                .window_seconds = (unsigned)p->breaker.window_seconds,
-                .cooldown_seconds = (unsigned)p->breaker.cooldown_seconds,
-                .half_open_requests = (unsigned)p->breaker.half_open_requests,
-            };
-            if (kt_breaker_peek(s->state, p->targets[i].id, &bp, now, &info, NULL) == 0)
+            if (kt_breaker_peek(s->state, p->targets[i].id, &s->breaker, now, &info, NULL) == 0)
                 state = kt_breaker_state_name(info.state);
         }
         if (strcmp(state, "open") != 0)

@@ -11,6 +11,7 @@
 
 #include "kt/audit.h"
 #include "kt/log.h"
+#include "kt/policy.h"
 #include "kt/proc.h"
 #include "kt/server.h"
 #include "kt/state.h"
@@ -93,6 +94,11 @@ int kt_worker_run(const struct kt_worker_ctx *ctx)
         w.have_audit = 1;
         w.srv.audit = &w.audit;
     }
+    w.srv.chain = kt_policy_chain_new(ctx->cfg);
+    if (w.srv.chain == NULL) {
+        kt_error("worker: cannot set up the policy chain");
+        return 1;
+    }
     if (kt_srv_listen(&w.srv, ctx->listen_fds, ctx->nlisten) != 0)
         return 1;
     w.sig_term = evsignal_new(base, SIGTERM, on_stop, &w);
@@ -115,6 +121,7 @@ int kt_worker_run(const struct kt_worker_ctx *ctx)
         kt_audit_writer_free(&w.audit);
     }
     kt_srv_free(&w.srv);
+    kt_policy_chain_free(w.srv.chain);
     kt_upstream_free(w.srv.up);
     if (w.srv.state)
         w.srv.state->ops->close(w.srv.state);
