@@ -42,8 +42,9 @@ const char *kt_pii_entity_name(enum kt_pii_entity e);
 int kt_pii_entity_parse(const char *name, enum kt_pii_entity *out);
 
 /* kt_pii_scan: find values of the entities in entity_mask (KT_PII_BIT()s),
- * left to right, non-overlapping. Stores at most max matches in out; *n
- * receives the total number found (may exceed max). Returns 0. */
+ * left to right, non-overlapping. Stores at most max matches in out (NULL
+ * when max is 0: just count, e.g. for action: block/flag); *n receives the
+ * total number found (may exceed max). Returns 0. */
 int kt_pii_scan(const char *text, size_t len, unsigned entity_mask,
                 struct kt_pii_match *out, size_t max, size_t *n);
 
@@ -56,7 +57,9 @@ int kt_pii_redact(const char *text, size_t len, unsigned mask,
 /* Streaming redaction. Fixed size, no heap: hold back only a trailing run
  * that could still become (part of) a value; everything before it is
  * emitted at once. Feeding a text in any chunks and then flushing emits
- * exactly what kt_pii_redact emits for the whole text. */
+ * exactly what kt_pii_redact emits for the whole text. Use one stream per
+ * independent text (a content block, one tool call's arguments): a feed
+ * may emit nothing (all held), and flush belongs before the block ends. */
 struct kt_pii_stream {
     unsigned mask;
     size_t hist_len, pend_len;

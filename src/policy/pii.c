@@ -775,7 +775,7 @@ static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
                 continue;
         } else {
             for (size_t j = 0; j + 1 < g.n && ok; j++)
-                ok = g.sep[j] == g.sep[0] && strchr(ps->seps, g.sep[0]);
+                ok = g.sep[0] && g.sep[j] == g.sep[0] && strchr(ps->seps, g.sep[0]);
             if (!ok)
                 continue;
         }
