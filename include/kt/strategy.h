@@ -32,10 +32,10 @@ struct kt_strategy_target {
     size_t index;               /* position in the config: the WRR slot */
     struct kt_ratelimit rpm;    /* requests; limit 0 = none */
     struct kt_ratelimit tpm;    /* tokens; limit 0 = none */
-    /* How long a probe verdict counts: about 3 x interval + timeout of the
-     * target's health_probe. 0: the target has no active probe, its health
-     * record is ignored (so removing a probe on reload, or a dead prober,
-     * never leaves a target skipped forever). */
+    /* How long a probe verdict counts: set it to about 3 x interval +
+     * timeout of the target's health_probe, so that a verdict nobody
+     * renews (the probe was removed on reload, the prober is gone) stops
+     * skipping the target. 0: no age limit. */
     uint64_t health_max_age_ms;
 };
 

@@ -100,9 +100,9 @@ static enum kt_strategy_skip check_target(struct kt_state *st, const struct kt_s
             return KT_SKIP_CIRCUIT_OPEN;
         }
     }
-    if (kt_health_get(st, t->id, h, &e) == 0 && t->health_max_age_ms > 0 &&
-        h->status == KT_HEALTH_UNHEALTHY &&
-        (h->last_check_ms >= now_ms || now_ms - h->last_check_ms <= t->health_max_age_ms))
+    if (kt_health_get(st, t->id, h, &e) == 0 && h->status == KT_HEALTH_UNHEALTHY &&
+        (t->health_max_age_ms == 0 || h->last_check_ms >= now_ms ||
+         now_ms - h->last_check_ms <= t->health_max_age_ms))
         return KT_SKIP_UNHEALTHY;
     char key[KT_STATE_KEY_MAX + 1];
     uint64_t ra = 0, worst = 0;

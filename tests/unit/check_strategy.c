@@ -156,7 +156,7 @@ START_TEST(test_single_and_fallback_skip)
     target(&c[0], "p", 1, 0);
     target(&c[1], "q", 1, 1);
     target(&c[2], "r", 1, 2);
-    c[0].health_max_age_ms = 10000;     /* p has a probe */
+    c[0].health_max_age_ms = 10000;     /* p's probe runs every ~3 s */
     size_t order[3];
     enum kt_strategy_skip skips[3];
     struct kt_strategy_result res;
@@ -166,11 +166,14 @@ START_TEST(test_single_and_fallback_skip)
     ck_assert_uint_eq(plan(KT_STRATEGY_SINGLE, NULL, c, 3, T0, order, skips, &res), 1);
     ck_assert_uint_eq(order[0], 1);
     ck_assert_int_eq(skips[0], KT_SKIP_UNHEALTHY);
-    /* A verdict older than its max age (the prober died) no longer counts;
-     * nor does any verdict for a target without a probe. */
+    /* A verdict older than its max age (nobody probes any more) no longer counts. */
     ck_assert_uint_eq(plan(KT_STRATEGY_SINGLE, NULL, c, 3, T0 + 10001, order, skips, &res), 1);
     ck_assert_uint_eq(order[0], 0);
+    /* Without a max age it counts however old. */
     ck_assert_int_eq(kt_health_put(fx_st, "r", KT_HEALTH_UNHEALTHY, 0, 5, T0, &err), 0);
+    ck_assert_uint_eq(plan(KT_STRATEGY_FALLBACK, NULL, c, 3, T0 + 9999999, order, skips, &res), 2);
+    ck_assert_int_eq(skips[2], KT_SKIP_UNHEALTHY);
+    ck_assert_int_eq(kt_health_put(fx_st, "r", KT_HEALTH_HEALTHY, 1, 5, T0, &err), 0);
     open_circuit("q", T0);
     ck_assert_uint_eq(plan(KT_STRATEGY_FALLBACK, NULL, c, 3, T0, order, skips, &res), 1);
     ck_assert_uint_eq(order[0], 2);
