@@ -149,10 +149,24 @@ static int ctx_word(const struct scan *s, size_t i, size_t win, const char *cons
 /* JSON/C escapes: in "\nalice@example.com" the 'n' belongs to "\n", so a
  * value may start right after it (tool arguments often arrive still
  * JSON-encoded). "\\n" is an escaped backslash and a plain 'n'. */
+static int escaped(const struct scan *s, size_t i)
+{
+    size_t n = 0;       /* odd run of backslashes before i: t[i] is escaped */
+    while (n < i && n < 16 && s->t[i - 1 - n] == '\\')
+        n++;
+    return n & 1;
+}
+
 static int after_escape(const struct scan *s, size_t i)
 {
-    return i >= 2 && s->t[i - 2] == '\\' && memchr("nrtbf", s->t[i - 1], 5) &&
-           (i < 3 || s->t[i - 3] != '\\');
+    if (i >= 2 && memchr("nrtbf", s->t[i - 1], 5) && escaped(s, i - 1))
+        return 1;
+    if (i < 6 || s->t[i - 5] != 'u' || !escaped(s, i - 5))
+        return 0;       /* "\u00e9" */
+    for (size_t k = i - 4; k < i; k++)
+        if (!(kt_cls[s->t[k]] & C_HEX))
+            return 0;
+    return 1;
 }
 
 static int left_num_ok(const struct scan *s, size_t i)
@@ -395,8 +409,6 @@ static int m_email(struct scan *s, size_t i, struct kt_pii_match *m)
     if (p - i > 64 || at(s, p) != '@')
         return 0;
     size_t a = i;
-    if (after_escape(s, i + 1))
-        a++;                            /* "\njohn@" → "john@" */
     while (a < p && !(kt_cls[s->t[a]] & C_ALNUM))
         a++;                            /* "--john@" → "john@" */
     if (a == p || s->t[p - 1] == '.')
@@ -830,6 +842,8 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
         unsigned cls = kt_cls[s->t[i]];
         if (!(cls & (C_ALNUM | C_LOCAL | C_B64 | C_PLUS | C_LPAREN | C_COLON)))
             continue;           /* spaces, punctuation, UTF-8: nothing starts here */
+        if (i > 0 && s->t[i - 1] == '\\' && escaped(s, i))
+            continue;           /* "\n", "\u": a redaction must not split an escape */
         for (size_t k = 0; k < sizeof kt_matchers / sizeof kt_matchers[0]; k++) {
             const struct matcher *mt = &kt_matchers[k];
             if (!(cls & mt->trigger) || !(mask & KT_PII_BIT(mt->entity)))

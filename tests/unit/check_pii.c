@@ -205,6 +205,12 @@ START_TEST(test_boundaries_utf8)
     FOUND("\\tAKIAIOSFODNN7EXAMPLE", "API_KEY:AKIAIOSFODNN7EXAMPLE");
     FOUND("\\n4111111111111111", "CREDIT_CARD:4111111111111111");
     NONE("\\\\n4111111111111111");           /* escaped backslash, then "n4111..." */
+    FOUND("\\u00e9alice@example.com", "EMAIL:alice@example.com");
+    FOUND("\\\\alice@example.com", "EMAIL:alice@example.com");
+    FOUND("\\fe80::1", "IP_ADDRESS:e80::1");   /* \f is an escape; e80::1 is valid */
+    char *r = redact("{\"a\":\"x\\nbob@example.com\\u00e9carol@example.org\"}", KT_PII_ALL, NULL);
+    ck_assert_str_eq(r, "{\"a\":\"x\\n[REDACTED:EMAIL]\\u00e9[REDACTED:EMAIL]\"}");
+    free(r);
     NONE("abc4111111111111111");
     NONE("4111111111111111_x");
     NONE("");
