@@ -416,8 +416,11 @@ int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *m
     const char *m = model ? model : req->model;
     int rc = kt_buf_puts(out, "{\"model\":");
     rc |= kt_wire_put_str(out, m ? m : "");
-    rc |= kt_buf_printf(out, ",\"max_tokens\":%ld",
-                        req->max_tokens > 0 ? req->max_tokens : (long)KT_WIRE_DEFAULT_MAX_TOKENS);
+    /* Anthropic requires max_tokens, and above the thinking budget */
+    long max = req->max_tokens > 0 ? req->max_tokens : KT_WIRE_DEFAULT_MAX_TOKENS;
+    if (req->max_tokens <= 0 && req->thinking_budget >= max)
+        max = req->thinking_budget + KT_WIRE_DEFAULT_MAX_TOKENS;
+    rc |= kt_buf_printf(out, ",\"max_tokens\":%ld", max);
     if (req->nsystem) {
         /* several system/developer messages become one system string, "\n"-joined */
         struct kt_buf sys = {0};

@@ -1252,6 +1252,88 @@ START_TEST(test_stream_decode_encode_separately)
 }
 END_TEST
 
+
+START_TEST(test_req_thinking_and_raw_blocks)
+{
+    /* OpenAI client enabling thinking through extra_body, no max_tokens */
+    struct json_object *o = xreq(KT_FMT_OPENAI, KT_FMT_ANTHROPIC,
+                                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                                 "\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":8000}}", NULL);
+    ck_assert_int_eq(ji(o, "thinking.budget_tokens"), 8000);
+    ck_assert_int_gt(ji(o, "max_tokens"), 8000);
+    /* blocks the IR does not model survive to Anthropic, not to OpenAI */
+    const char *body = "{\"model\":\"m\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":["
+                       "{\"type\":\"document\",\"source\":{\"type\":\"text\",\"media_type\":\"text/plain\",\"data\":\"doc\"}},"
+                       "{\"type\":\"text\",\"text\":\"summarize\"}]}],\"temperature\":0.5}";
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_request req;
+    ck_assert_int_eq(kt_wire_decode_request(KT_FMT_ANTHROPIC, body, strlen(body), &a, &req, NULL), 0);
+    req.modified = 1;
+    struct kt_buf out = {0};
+    kt_wire_encode_request(KT_FMT_ANTHROPIC, &req, NULL, &out);
+    o = J(out.data);
+    ck_assert_str_eq(js(o, "messages[0].content[0].type"), "document");
+    ck_assert_str_eq(js(o, "messages[0].content[0].source.data"), "doc");
+    ck_assert_str_eq(js(o, "messages[0].content[1].text"), "summarize");
+    kt_buf_reset(&out);
+    kt_wire_encode_request(KT_FMT_OPENAI, &req, NULL, &out);
+    o = J(out.data);
+    ck_assert_str_eq(js(o, "messages[0].content"), "summarize");
+    kt_buf_free(&out);
+    kt_arena_free(&a);
+    pool_free();
+}
+END_TEST
+
+START_TEST(test_resp_reasoning_to_anthropic)
+{
+    struct json_object *o = xresp(KT_FMT_OPENAI, KT_FMT_ANTHROPIC,
+        "{\"id\":\"c\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"r1\",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"content\":\"4\",\"reasoning_content\":\"2+2\"},"
+        "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}");
+    ck_assert_str_eq(js(o, "content[0].type"), "thinking");
+    ck_assert_str_eq(js(o, "content[0].thinking"), "2+2");
+    ck_assert_str_eq(js(o, "content[0].signature"), "");
+    ck_assert_str_eq(js(o, "content[1].text"), "4");
+    ck_assert_str_eq(js(o, "stop_reason"), "max_tokens");
+    /* and an OpenAI response body that is not one */
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_response resp;
+    struct kt_err err = {0};
+    ck_assert_int_eq(kt_wire_decode_response(KT_FMT_OPENAI, "{\"choices\":[]}", 14, &a, &resp, &err), KT_EINVAL);
+    ck_assert_int_eq(kt_wire_decode_response(KT_FMT_ANTHROPIC, "{\"id\":1}", 8, &a, &resp, &err), KT_EINVAL);
+    kt_arena_free(&a);
+    pool_free();
+}
+END_TEST
+
+/* OpenAI → OpenAI through the IR (a response policy is on): the usage chunk
+ * ktd asked for upstream is not shown to a client that did not ask. */
+START_TEST(test_stream_openai_same_format)
+{
+    for (size_t c = 0; c < NCHUNKS; c++) {
+        struct kt_buf out = {0};
+        struct kt_usage u;
+        ck_assert_int_eq(run_stream(KT_FMT_OPENAI, KT_FMT_OPENAI, NULL, "openai_stream_text.sse",
+                                    chunks[c], 0, &out, &u), 0);
+        struct oa_view v;
+        oa_parse(&out, &v);
+        ck_assert_str_eq(v.id, "chatcmpl-123");
+        ck_assert_str_eq(v.content, "Hello! \"quoted\"\nnew line");
+        ck_assert_str_eq(v.finish, "stop");
+        ck_assert(!v.has_usage);
+        ck_assert(v.done);
+        ck_assert_int_eq(u.input, 25);
+        ck_assert_int_eq(u.cache_read, 5);
+        ck_assert_int_eq(u.output, 15);
+        kt_buf_free(&out);
+        pool_free();
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -1282,6 +1364,9 @@ int main(void)
     tcase_add_test(tc, test_stream_truncated_and_explicit_error);
     tcase_add_test(tc, test_stream_policy_hook);
     tcase_add_test(tc, test_stream_decode_encode_separately);
+    tcase_add_test(tc, test_req_thinking_and_raw_blocks);
+    tcase_add_test(tc, test_resp_reasoning_to_anthropic);
+    tcase_add_test(tc, test_stream_openai_same_format);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
