@@ -51,6 +51,7 @@ struct kt_srv {
     struct evhtp *htp[KT_SRV_MAX_LISTEN];
     size_t nhtp;
     size_t inflight;                    /* requests not yet finished */
+    size_t nconns;                      /* open client connections */
     int stopping;
     struct kt_metrics metrics;
 };

@@ -203,6 +203,11 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
         /* The client left before we finished: stop the upstream work. */
         kt_debug("request %s: client went away", f->rid);
         call_cancel(f);
+        /* A half-open trial slot we hold was never judged: give it back. */
+        if (f->have_ticket && f->s->state && f->trt) {
+            kt_breaker_release(f->s->state, f->trt->t->id, &f->ticket, NULL);
+            f->have_ticket = 0;
+        }
         flow_finish(f, 499);
     }
     flow_free(f);
@@ -543,6 +548,8 @@ static void start_client_stream(struct kt_flow *f)
     hdr_out(f, "content-type", "text/event-stream");
     hdr_out(f, "cache-control", "no-cache");
     add_route_headers(f);
+    if (f->s->stopping)
+        evhtp_request_set_keepalive(f->req, 0);
     evhtp_send_reply_chunk_start(f->req, EVHTP_RES_OK);
     f->status_sent = 200;
     f->phase = PH_STREAMING;
@@ -1002,9 +1009,10 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
     s->inflight++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, f);
 
-    if (!s->cfg->pack.enabled || s->stopping) {
-        reply_error(f, 503, KT_IRE_OVERLOADED, "unavailable",
-                    s->stopping ? "the gateway is shutting down" : "the gateway is in maintenance (pack disabled)", -1);
+    /* A worker that is draining (reload or stop) still serves requests on
+     * connections it already has; they get Connection: close. */
+    if (!s->cfg->pack.enabled) {
+        reply_error(f, 503, KT_IRE_OVERLOADED, "unavailable", "the gateway is in maintenance (pack disabled)", -1);
         return;
     }
     size_t len = evbuffer_get_length(req->buffer_in);

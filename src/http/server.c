@@ -51,6 +51,8 @@ const char *kt_srv_request_id(evhtp_request_t *req, char *buf, size_t len)
 
 void kt_srv_reply_json(struct kt_srv *s, evhtp_request_t *req, int status, const char *body, size_t len)
 {
+    if (s->stopping)
+        evhtp_request_set_keepalive(req, 0);   /* tell the client not to come back here */
     add_header(req, "content-type", "application/json");
     evbuffer_add(req->buffer_out, body, len);
     kt_srv_count_status(s, status);
@@ -128,6 +130,10 @@ static int build_targets(struct kt_srv *s)
             .id = t->id, .weight = t->weight, .index = i,
             .rpm = { (uint64_t)t->rate_limit.requests_per_minute, 60000 },
             .tpm = { (uint64_t)t->rate_limit.tokens_per_minute, 60000 },
+            /* A probe verdict older than three missed probes is stale. */
+            .health_max_age_ms = t->health_probe.enabled
+                ? (uint64_t)(3 * t->health_probe.interval_seconds + t->health_probe.timeout_seconds) * 1000u
+                : 0,
         };
     }
     for (size_t i = 0; i < p->ntargets; i++) {
@@ -274,6 +280,10 @@ static void reply_metrics(struct kt_srv *s, evhtp_request_t *req)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* Set on a request whose body went past max_body_bytes (see on_body). */
+#define BODY_TOO_LARGE_MARK "x-kt-body-too-large"
+
+
 struct route {
     const char *path;
     htp_method method;
@@ -311,6 +321,11 @@ static void on_request(evhtp_request_t *req, void *arg)
                                "method not allowed on this endpoint");
             return;
         }
+        if (evhtp_header_find(req->headers_in, BODY_TOO_LARGE_MARK)) {
+            kt_srv_reply_error(s, req, fmt, 413, KT_IRE_REQUEST_TOO_LARGE, "request_too_large",
+                               "request body larger than server.max_body_bytes");
+            return;
+        }
         switch (routes[i].kind) {
         case R_CHAT: kt_flow_start(s, req, KT_FMT_OPENAI, rid); return;
         case R_MESSAGES: kt_flow_start(s, req, KT_FMT_ANTHROPIC, rid); return;
@@ -337,12 +352,48 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *hdr, void *arg)
     return EVHTP_RES_OK;
 }
 
+/* A body over max_body_bytes must get a 413 in the client's format, not a
+ * cut connection (what evhtp's own limit does). So the body is counted as
+ * it arrives; past the limit the rest is drained and the request marked,
+ * and on_request answers 413. evhtp's hard limit stays as a backstop
+ * against a client that would stream forever. */
+
+static evhtp_res on_body(evhtp_request_t *req, struct evbuffer *buf, void *arg)
+{
+    struct kt_srv *s = arg;
+    if (evhtp_header_find(req->headers_in, BODY_TOO_LARGE_MARK)) {
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return EVHTP_RES_OK;
+    }
+    if (evbuffer_get_length(req->buffer_in) + evbuffer_get_length(buf) > s->cfg->server.max_body_bytes) {
+        evhtp_headers_add_header(req->headers_in, evhtp_header_new(BODY_TOO_LARGE_MARK, "1", 0, 0));
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        evbuffer_drain(req->buffer_in, evbuffer_get_length(req->buffer_in));
+    }
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
+{
+    struct kt_srv *s = arg;
+    if (s->nconns)
+        s->nconns--;
+    return EVHTP_RES_OK;
+}
+
 static evhtp_res on_conn_accept(evhtp_connection_t *conn, void *arg)
 {
     struct kt_srv *s = arg;
-    if (s->stopping)
+    /* While stopping, a connection accepted a moment before the listener
+     * closed is still served (and closed after its request). */
+    if (s->cfg->server.max_connections > 0 && s->nconns >= (size_t)s->cfg->server.max_connections) {
+        kt_warn("max_connections (%d) reached: refusing a connection", s->cfg->server.max_connections);
         return EVHTP_RES_ERROR;
+    }
+    s->nconns++;
     evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, s);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_read, (evhtp_hook)on_body, s);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, s);
     return EVHTP_RES_OK;
 }
 
@@ -363,7 +414,7 @@ int kt_srv_listen(struct kt_srv *s, const int *fds, size_t n)
             return -1;
         evhtp_set_gencb(h, on_request, s);
         evhtp_set_post_accept_cb(h, on_conn_accept, s);
-        evhtp_set_max_body_size(h, sv->max_body_bytes);
+        evhtp_set_max_body_size(h, (uint64_t)sv->max_body_bytes * 16 + (1u << 20));
         struct timeval rt = { sv->read_timeout_seconds > 0 ? sv->read_timeout_seconds : 60, 0 };
         struct timeval wt = { 60, 0 };
         evhtp_set_timeouts(h, &rt, &wt);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <event2/event.h>
 
 #include "kt/audit.h"
@@ -38,6 +40,18 @@ int kt_proc_state_prepare(const struct kt_config *cfg)
     if (kt_state_create(cfg->server.state_dir, &err) != 0) {
         kt_error("state_dir: %s", err.msg);
         return -1;
+    }
+    /* Children drop to server.user: the state files must be theirs. */
+    if (cfg->server.user && geteuid() == 0) {
+        struct passwd *pw = getpwnam(cfg->server.user);
+        if (pw == NULL) {
+            kt_error("server.user %s: no such user", cfg->server.user);
+            return -1;
+        }
+        if (kt_state_chown(cfg->server.state_dir, pw->pw_uid, pw->pw_gid, &err) != 0) {
+            kt_error("state_dir: %s", err.msg);
+            return -1;
+        }
     }
     return 0;
 }

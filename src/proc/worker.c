@@ -23,14 +23,25 @@ struct worker {
     struct kt_srv srv;
     struct event *sig_term, *sig_int, *sig_quit, *sig_usr1, *drain_timer;
     uint64_t stop_deadline_ms;
+    uint64_t idle_since_ms;          /* no request in flight since then; 0 = busy */
     struct kt_audit_writer audit;
     int have_audit;
 };
 
+/* check_drained: exit once nothing is in flight and either no client
+ * connection is left or the idle ones had a moment to send one last request
+ * (answered with Connection: close), so a keep-alive client racing the
+ * shutdown is served instead of cut off. */
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    if (w->srv.inflight == 0 || kt_now_ms() > w->stop_deadline_ms) {
+    uint64_t now = kt_now_ms();
+    if (w->srv.inflight)
+        w->idle_since_ms = 0;
+    else if (w->idle_since_ms == 0)
+        w->idle_since_ms = now;
+    int drained = w->srv.inflight == 0 && (w->srv.nconns == 0 || now - w->idle_since_ms >= 1000);
+    if (drained || now > w->stop_deadline_ms) {
         if (w->srv.inflight)
             kt_warn("shutdown timeout with %zu request(s) in flight", w->srv.inflight);
         event_base_loopbreak(w->srv.base);
