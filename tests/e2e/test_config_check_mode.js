@@ -11,6 +11,7 @@ const { spawnSync } = require('node:child_process');
 const h = require('./lib/harness');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-e2e-cfg-'));
+process.on('exit', (code) => { if (code === 0) fs.rmSync(dir, { recursive: true, force: true }); });
 const ktd = path.join(h.BUILDDIR, 'ktd');
 const kt = path.join(h.BUILDDIR, 'kt');
 const env = { ...process.env, ...h.KEYS };

@@ -97,12 +97,16 @@ h.test('every request has one audit record, the chain verifies, tampering is det
   const blocked = all.find((x) => x.status === 400 && JSON.stringify(x).includes('prompt-injection'));
   assert.ok(blocked, 'the blocked request has no audit record with its decision');
 
+  // One more record after ours: the chain protects a line through the next line's prev.
+  const r2 = await h.request(`${gwO.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-request-id': `${rid}-next` }, json: { model: 'gpt-4o', messages: [{ role: 'user', content: 'audit me too' }] } });
+  assert.equal(r2.status, 200);
+  await h.waitFor(() => fs.readFileSync(logPath, 'utf8').includes(`${rid}-next`), { timeoutMs: 5000, what: 'the second audit record' });
   const kt = path.join(h.BUILDDIR, 'kt');
   const ok = spawnSync(kt, ['audit', 'verify', logPath], { encoding: 'utf8' });
   assert.equal(ok.status, 0, `kt audit verify: ${ok.stdout}${ok.stderr}`);
   const copy = path.join(gwO.dir, 'tampered.log');
   const tampered = fs.readFileSync(logPath, 'utf8').split('\n')
-    .map((l) => (l.includes(rid) ? l.replace('"status":200', '"status":201') : l)).join('\n');
+    .map((l) => (l.includes(`"${rid}"`) ? l.replace('"status":200', '"status":201') : l)).join('\n');
   assert.ok(tampered.includes('"status":201'), 'could not tamper with the record');
   fs.writeFileSync(copy, tampered);
   const bad = spawnSync(kt, ['audit', 'verify', copy], { encoding: 'utf8' });

@@ -63,7 +63,8 @@ h.test('retries give up after max_attempts with a 502 in the client format', asy
 
 h.test('fallback: a failing anthropic primary falls back to the openai secondary, translated', async () => {
   await mock.reset();
-  const r = await chat(gwFallback, 'fall back please');
+  // The client asks for the primary's model (a model names its targets first).
+  const r = await chat(gwFallback, 'fall back please', { model: 'claude-sonnet-4-20250514' });
   assert.equal(r.status, 200);
   assert.equal(r.headers['x-kt-target'], 'healthy-secondary');
   assert.equal(r.json.choices[0].message.content, 'mock reply: fall back please');

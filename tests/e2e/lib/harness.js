@@ -27,7 +27,8 @@ const KEYS = {
 const CLIENT_KEY = 'client-key-must-not-leak-0001';
 
 // Everything started here, so one exit hook can kill it whatever happened.
-const live = { procs: new Set(), logs: [] };
+// Temp dirs are removed at exit unless a test failed or KT_E2E_KEEP is set.
+const live = { procs: new Set(), logs: [], dirs: [], failed: false };
 
 function killAllSync() {
   for (const p of live.procs) {
@@ -35,7 +36,16 @@ function killAllSync() {
   }
   live.procs.clear();
 }
-process.on('exit', killAllSync);
+process.on('exit', (code) => {
+  killAllSync();
+  if (live.failed || code !== 0 || process.exitCode || process.env.KT_E2E_KEEP) {
+    if (live.dirs.length) process.stderr.write(`# kept for inspection: ${live.dirs.join(' ')}\n`);
+    return;
+  }
+  for (const d of live.dirs) {
+    try { fs.rmSync(d, { recursive: true, force: true }); } catch (e) { /* best effort */ }
+  }
+});
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => { killAllSync(); process.exit(130); });
 }
@@ -418,6 +428,7 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
   const ktd = path.join(BUILDDIR, 'ktd');
   if (!fs.existsSync(ktd)) throw new Error(`no ktd binary at ${ktd} (set KT_BUILDDIR)`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-e2e-'));
+  live.dirs.push(dir);
   const port = await freePort();
   const cfg = merge(baseConfig(dir, port, targets || []), config);
   const configPath = path.join(dir, 'ktd.yaml');
@@ -545,6 +556,7 @@ function test(name, opts, fn) {
     try {
       await fn(t);
     } catch (e) {
+      live.failed = true;
       const saved = live.logs;
       live.logs = saved.slice(mark).length ? saved.slice(mark) : saved;
       dumpLogs(`failed: ${name}`);
