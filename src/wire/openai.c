@@ -779,6 +779,10 @@ static int dec_chunk(struct kt_stream_dec *d, struct json_object *root, kt_strea
                      void *ud, struct kt_err *err)
 {
     int rc;
+    struct json_object *choices = kt_wire_get(root, "choices", json_type_array);
+    if (!d->started && (choices == NULL || json_object_array_length(choices) == 0) &&
+        kt_wire_get(root, "usage", json_type_object) == NULL)
+        return 0;   /* Azure's leading prompt_filter_results chunk: no id, no model yet */
     if (!d->started) {
         d->started = 1;
         struct kt_stream_ev ev = { .type = KT_EV_MESSAGE_START };
@@ -788,7 +792,6 @@ static int dec_chunk(struct kt_stream_dec *d, struct json_object *root, kt_strea
         if ((rc = emit(cb, ud, &ev, err)) < 0)
             return rc;
     }
-    struct json_object *choices = kt_wire_get(root, "choices", json_type_array);
     struct json_object *c0 = choices ? json_object_array_get_idx(choices, 0) : NULL;
     struct json_object *delta = kt_wire_get(c0, "delta", json_type_object);
     struct json_object *v;

@@ -1334,6 +1334,33 @@ START_TEST(test_stream_openai_same_format)
 }
 END_TEST
 
+START_TEST(test_stream_azure_leading_chunk)
+{
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_buf out = {0};
+    struct kt_stream_xlate *x = kt_stream_xlate_new(&a, KT_FMT_OPENAI, KT_FMT_ANTHROPIC, NULL);
+    const char *c0 = "{\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\","
+                     "\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}]}";
+    const char *c1 = "{\"id\":\"chatcmpl-az\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"gpt-4o\","
+                     "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}";
+    ck_assert_int_eq(kt_stream_xlate_feed_event(x, NULL, c0, strlen(c0), &out), 0);
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_int_eq(kt_stream_xlate_feed_event(x, NULL, c1, strlen(c1), &out), 0);
+    ck_assert_int_eq(kt_stream_xlate_feed_event(x, NULL, "[DONE]", 6, &out), 0);
+    ck_assert_int_eq(kt_stream_xlate_finish(x, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out.data, "\"id\":\"chatcmpl-az\""));
+    ck_assert_ptr_nonnull(strstr(out.data, "\"model\":\"gpt-4o\""));
+    struct an_view v;
+    an_parse(&out, &v);
+    ck_assert_msg(v.violations == 0, "%s", v.why);
+    ck_assert_str_eq(v.text, "ok");
+    ck_assert_int_eq(kt_stream_xlate_finish_reason(x), KT_FINISH_STOP);
+    kt_buf_free(&out);
+    kt_arena_free(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -1367,6 +1394,7 @@ int main(void)
     tcase_add_test(tc, test_req_thinking_and_raw_blocks);
     tcase_add_test(tc, test_resp_reasoning_to_anthropic);
     tcase_add_test(tc, test_stream_openai_same_format);
+    tcase_add_test(tc, test_stream_azure_leading_chunk);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
