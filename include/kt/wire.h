@@ -83,6 +83,10 @@ struct kt_stream_xlate *kt_stream_xlate_new(struct kt_arena *a, enum kt_format u
                                             const struct kt_stream_opts *opts);
 int kt_stream_xlate_feed_event(struct kt_stream_xlate *x, const char *event,
                                const char *data, size_t len, struct kt_buf *out);
+/* inject: from inside the hook only, encode an extra event into the output
+ * being built, ahead of the event the hook was given. A redactor holding a
+ * carry-over window flushes it this way on BLOCK_STOP, FINISH or DONE. */
+int kt_stream_xlate_inject(struct kt_stream_xlate *x, const struct kt_stream_ev *ev);
 int kt_stream_xlate_finish(struct kt_stream_xlate *x, struct kt_buf *out);
 int kt_stream_xlate_error(struct kt_stream_xlate *x, const struct kt_ir_error *e,
                           struct kt_buf *out);

@@ -445,7 +445,16 @@ int kt_stream_xlate_feed_event(struct kt_stream_xlate *x, const char *event,
                                const char *data, size_t len, struct kt_buf *out)
 {
     x->out = out;
-    return kt_stream_dec_feed(x->dec, event, data, len, xlate_cb, x, &x->err);
+    int rc = kt_stream_dec_feed(x->dec, event, data, len, xlate_cb, x, &x->err);
+    x->out = NULL;
+    return rc;
+}
+
+int kt_stream_xlate_inject(struct kt_stream_xlate *x, const struct kt_stream_ev *ev)
+{
+    if (x->out == NULL)
+        return KT_EINVAL;                       /* only valid during a feed */
+    return kt_stream_enc_event(x->enc, ev, x->out);
 }
 
 int kt_stream_xlate_finish(struct kt_stream_xlate *x, struct kt_buf *out)

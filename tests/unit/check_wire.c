@@ -1361,6 +1361,75 @@ START_TEST(test_stream_azure_leading_chunk)
 }
 END_TEST
 
+/* A redactor-like hook: holds every text delta back and releases the
+ * block's text at BLOCK_STOP through kt_stream_xlate_inject. */
+struct holder {
+    struct kt_stream_xlate *x;
+    char held[512];
+    size_t n;
+    int index;
+};
+
+static int hold_hook(void *ud, struct kt_stream_ev *ev)
+{
+    struct holder *h = ud;
+    if (ev->type == KT_EV_TEXT_DELTA) {
+        memcpy(h->held + h->n, ev->text, ev->len);
+        h->n += ev->len;
+        h->index = ev->index;
+        ev->len = 0;
+    } else if ((ev->type == KT_EV_BLOCK_STOP || ev->type == KT_EV_FINISH) && h->n) {
+        char *at = memmem(h->held, h->n, "quoted", 6);
+        if (at)
+            memcpy(at, "XXXXXX", 6);
+        struct kt_stream_ev t = { .type = KT_EV_TEXT_DELTA, .index = h->index, .text = h->held, .len = h->n };
+        int rc = kt_stream_xlate_inject(h->x, &t);
+        h->n = 0;
+        return rc;
+    }
+    return 0;
+}
+
+START_TEST(test_stream_hook_holds_and_injects)
+{
+    for (int up = 0; up < 2; up++) {
+        for (int cl = 0; cl < 2; cl++) {
+            struct kt_arena a;
+            kt_arena_init(&a, 0);
+            struct holder h = {0};
+            struct kt_stream_opts opts = { .hook = hold_hook, .hook_ud = &h };
+            h.x = kt_stream_xlate_new(&a, up ? KT_FMT_OPENAI : KT_FMT_ANTHROPIC,
+                                      cl ? KT_FMT_OPENAI : KT_FMT_ANTHROPIC, &opts);
+            size_t len;
+            char *data = slurp(up ? "openai_stream_text.sse" : "anthropic_stream_text.sse", &len);
+            struct kt_sse_parser p;
+            kt_sse_parser_init(&p, 0);
+            struct kt_buf out = {0};
+            struct feed f = { h.x, &out };
+            for (size_t i = 0; i < len; i += 9)
+                ck_assert_int_eq(kt_sse_parser_feed(&p, data + i, len - i < 9 ? len - i : 9, feed_cb, &f, NULL), 0);
+            ck_assert_int_eq(kt_stream_xlate_finish(h.x, &out), 0);
+            ck_assert_int_eq(kt_stream_xlate_inject(h.x, &(struct kt_stream_ev){ .type = KT_EV_USAGE }), KT_EINVAL);
+            if (cl) {
+                struct oa_view v;
+                oa_parse(&out, &v);
+                ck_assert_str_eq(v.content, "Hello! \"XXXXXX\"\nnew line");
+                ck_assert_int_eq(v.nchunks, 3);  /* role, one content chunk, finish */
+            } else {
+                struct an_view v;
+                an_parse(&out, &v);
+                ck_assert_msg(v.violations == 0, "%s", v.why);
+                ck_assert_str_eq(v.text, "Hello! \"XXXXXX\"\nnew line");
+            }
+            kt_sse_parser_free(&p);
+            kt_buf_free(&out);
+            kt_arena_free(&a);
+            pool_free();
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -1395,6 +1464,7 @@ int main(void)
     tcase_add_test(tc, test_resp_reasoning_to_anthropic);
     tcase_add_test(tc, test_stream_openai_same_format);
     tcase_add_test(tc, test_stream_azure_leading_chunk);
+    tcase_add_test(tc, test_stream_hook_holds_and_injects);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
