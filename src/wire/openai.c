@@ -160,8 +160,7 @@ struct msgs {
 };
 
 static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
-                          struct kt_request *req, struct parts *sys, struct msgs *ms,
-                          struct kt_err *err)
+                          struct parts *sys, struct msgs *ms, struct kt_err *err)
 {
     char where[64];
     snprintf(where, sizeof where, "messages[%zu]", i);
@@ -175,7 +174,13 @@ static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
 
     if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
         /* hoisted into the system prompt, in order */
-        return decode_content(a, content, sys, where, err);
+        size_t before = sys->n;
+        if ((rc = decode_content(a, content, sys, where, err)))
+            return rc;
+        for (size_t k = before; k < sys->n; k++)
+            if (sys->v[k].type != KT_PART_TEXT)
+                return BAD("%s.content: %s messages may only hold text", where, role);
+        return 0;
     }
     struct kt_msg *msg = &ms->v[ms->n];
     if (strcmp(role, "user") == 0) {
@@ -214,7 +219,6 @@ static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
     msg->parts = ps.v;
     msg->nparts = ps.n;
     ms->n++;
-    (void)req;
     return 0;
 }
 
@@ -334,7 +338,7 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
     if (ms.v == NULL)
         return KT_ENOMEM;
     for (size_t i = 0; i < n; i++)
-        if ((rc = decode_message(a, json_object_array_get_idx(msgs, i), i, req, &sys, &ms, err)))
+        if ((rc = decode_message(a, json_object_array_get_idx(msgs, i), i, &sys, &ms, err)))
             return rc;
     req->system = sys.v;
     req->nsystem = sys.n;

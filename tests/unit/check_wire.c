@@ -277,6 +277,7 @@ START_TEST(test_req_openai_errors)
     decode_fails(KT_FMT_OPENAI, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"ftp://x\"}}]}]}", "image_url.url");
     decode_fails(KT_FMT_OPENAI, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"code_interpreter\"}]}", "tools[0]");
     decode_fails(KT_FMT_OPENAI, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"sometimes\"}", "tool_choice");
+    decode_fails(KT_FMT_OPENAI, "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/y.png\"}}]},{\"role\":\"user\",\"content\":\"x\"}]}", "only hold text");
     decode_fails(KT_FMT_ANTHROPIC, "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"x\"}]}", "role");
     decode_fails(KT_FMT_ANTHROPIC, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", "content: required");
     decode_fails(KT_FMT_ANTHROPIC, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":{\"type\":\"file\"}}]}]}", "source.type");
