@@ -38,7 +38,7 @@ struct kt_injection_result {
 };
 
 struct kt_inj_tok;
-struct kt_inj_dent;
+struct kt_inj_index;
 
 /* Reusable working memory: init once per worker (or thread), pass to every
  * call; buffers grow to the largest text seen (bounded by max_scan) and are
@@ -52,7 +52,7 @@ struct kt_injection_scratch {
     char *squash;   size_t squash_cap;  /* spaced-out letters joined */
     char *dec;      size_t dec_cap;     /* decoded payload being rescanned */
     struct kt_inj_tok *toks; size_t toks_cap;
-    struct kt_inj_dent *dict; size_t ndict;  /* sorted word dictionary */
+    struct kt_inj_index *index;         /* word dictionary, built at init */
 };
 
 int kt_injection_scratch_init(struct kt_injection_scratch *s);

@@ -25,13 +25,8 @@ struct kt_inj_tok {
     uint16_t len;
     uint8_t quoted;      /* inside a closed "..." on the same line */
     uint8_t pad;
+    uint16_t ph0, phn;   /* phrases that may start here (index->ph) */
     uint64_t bits;       /* concept bits from the dictionary */
-};
-
-struct kt_inj_dent {
-    const char *w;
-    uint8_t len, prefix;
-    uint64_t bits;
 };
 
 /* ---- signal families -------------------------------------------------- */
@@ -382,7 +377,45 @@ static void hit(struct hits *h, int slot, unsigned sig, double w)
     }
 }
 
-/* ---- scratch ------------------------------------------------------------ */
+/* ---- scratch and the word index ------------------------------------------
+ * Built once per scratch: an open-addressing hash of every dictionary word
+ * and prefix, and of the first word of every multi-word phrase (with the
+ * list of phrases starting there), so each token costs a few probes. */
+
+struct kt_inj_dent {
+    const char *w;
+    uint8_t len, prefix;
+    uint16_t ph0, phn;   /* phrases starting with this word: index->ph[ph0..+phn] */
+    uint64_t bits;
+};
+
+#define MAX_PLENS 8
+struct kt_inj_index {
+    struct kt_inj_dent *ent;
+    size_t nent;
+    uint32_t *slot;      /* entry index + 1, 0 = empty */
+    size_t nslot;        /* power of two */
+    uint16_t *ph;        /* phrase ids grouped by first word */
+    uint8_t plen[MAX_PLENS];
+    size_t nplen;
+};
+
+/* Phrase ids: word_aliases first, then word_phrases. */
+#define NPHRASES (NELEM(word_aliases) + NELEM(word_phrases))
+
+static const char *phrase_text(size_t id)
+{
+    return id < NELEM(word_aliases) ? word_aliases[id].s
+                                    : word_phrases[id - NELEM(word_aliases)].s;
+}
+
+static uint32_t fnv(const char *w, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)w[i]) * 16777619u;
+    return h;
+}
 
 static int dent_cmp_key(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -397,22 +430,55 @@ static int dent_cmp(const void *x, const void *y)
 {
     const struct kt_inj_dent *a = x, *b = y;
     int c = dent_cmp_key(a->w, a->len, b->w, b->len);
-    return c ? c : (int)a->prefix - (int)b->prefix;
+    if (c)
+        return c;
+    if (a->prefix != b->prefix)
+        return (int)a->prefix - (int)b->prefix;
+    return (int)a->ph0 - (int)b->ph0;   /* phrase ids stay in table order */
 }
 
-int kt_injection_scratch_init(struct kt_injection_scratch *s)
+static const struct kt_inj_dent *index_find(const struct kt_inj_index *ix,
+                                            const char *w, size_t len, int prefix)
 {
-    if (!s)
-        return KT_EINVAL;
-    memset(s, 0, sizeof *s);
-    size_t n = 0;
+    size_t mask = ix->nslot - 1;
+    for (size_t h = fnv(w, len) & mask;; h = (h + 1) & mask) {
+        uint32_t e = ix->slot[h];
+        if (!e)
+            return NULL;
+        const struct kt_inj_dent *d = &ix->ent[e - 1];
+        if (d->prefix == prefix && d->len == len && memcmp(d->w, w, len) == 0)
+            return d;
+    }
+}
+
+static void index_free(struct kt_inj_index *ix)
+{
+    if (!ix)
+        return;
+    free(ix->ent);
+    free(ix->slot);
+    free(ix->ph);
+    free(ix);
+}
+
+static struct kt_inj_index *index_build(void)
+{
+    struct kt_inj_index *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return NULL;
+    size_t n = NPHRASES;
     for (size_t i = 0; i < NELEM(dictionary); i++)
         for (const char *p = dictionary[i].words; *p; p++)
             if (*p != ' ' && (p == dictionary[i].words || p[-1] == ' '))
                 n++;
-    s->dict = calloc(n, sizeof *s->dict);
-    if (!s->dict)
-        return KT_ENOMEM;
+    struct kt_inj_dent *raw = calloc(n, sizeof *raw);
+    ix->ent = calloc(n, sizeof *ix->ent);
+    ix->ph = calloc(NPHRASES, sizeof *ix->ph);
+    if (!raw || !ix->ent || !ix->ph) {
+        free(raw);
+        index_free(ix);
+        return NULL;
+    }
     n = 0;
     for (size_t i = 0; i < NELEM(dictionary); i++) {
         const char *p = dictionary[i].words;
@@ -423,7 +489,7 @@ int kt_injection_scratch_init(struct kt_injection_scratch *s)
             while (*q && *q != ' ')
                 q++;
             if (q > p) {
-                struct kt_inj_dent *d = &s->dict[n++];
+                struct kt_inj_dent *d = &raw[n++];
                 d->w = p;
                 d->len = (uint8_t)(q - p);
                 if (q[-1] == '*') {
@@ -431,22 +497,74 @@ int kt_injection_scratch_init(struct kt_injection_scratch *s)
                     d->prefix = 1;
                 }
                 d->bits = dictionary[i].bits;
+                d->ph0 = UINT16_MAX;
             }
             p = q;
         }
     }
-    qsort(s->dict, n, sizeof *s->dict, dent_cmp);
-    /* merge duplicates: a word listed under several concepts */
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m && s->dict[m - 1].prefix == s->dict[i].prefix &&
-            dent_cmp_key(s->dict[m - 1].w, s->dict[m - 1].len, s->dict[i].w,
-                         s->dict[i].len) == 0)
-            s->dict[m - 1].bits |= s->dict[i].bits;
-        else
-            s->dict[m++] = s->dict[i];
+    /* phrase first words: bits 0, ph0 carries the phrase id until merged */
+    for (size_t id = 0; id < NPHRASES; id++) {
+        const char *p = phrase_text(id) + 1, *q = strchr(p, ' ');
+        struct kt_inj_dent *d = &raw[n++];
+        d->w = p;
+        d->len = (uint8_t)(q - p);
+        d->ph0 = (uint16_t)id;
+        d->phn = 1;
     }
-    s->ndict = m;
+    qsort(raw, n, sizeof *raw, dent_cmp);
+    size_t m = 0, nph = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct kt_inj_dent *d = &raw[i];
+        struct kt_inj_dent *last = m ? &ix->ent[m - 1] : NULL;
+        if (!last || last->prefix != d->prefix ||
+            dent_cmp_key(last->w, last->len, d->w, d->len) != 0) {
+            last = &ix->ent[m++];
+            *last = *d;
+            last->bits = 0;
+            last->phn = 0;
+            last->ph0 = (uint16_t)nph;
+        }
+        last->bits |= d->bits;
+        if (d->phn) {
+            ix->ph[nph++] = d->ph0;
+            last->phn++;
+        }
+    }
+    free(raw);
+    ix->nent = m;
+    ix->nslot = 64;
+    while (ix->nslot < 2 * m)
+        ix->nslot *= 2;
+    ix->slot = calloc(ix->nslot, sizeof *ix->slot);
+    if (!ix->slot) {
+        index_free(ix);
+        return NULL;
+    }
+    for (size_t i = 0; i < m; i++) {
+        const struct kt_inj_dent *d = &ix->ent[i];
+        size_t h = fnv(d->w, d->len) & (ix->nslot - 1);
+        while (ix->slot[h])
+            h = (h + 1) & (ix->nslot - 1);
+        ix->slot[h] = (uint32_t)(i + 1);
+        if (d->prefix) {
+            size_t k = 0;
+            while (k < ix->nplen && ix->plen[k] != d->len)
+                k++;
+            if (k == ix->nplen && k < MAX_PLENS)
+                ix->plen[ix->nplen++] = d->len;
+        }
+    }
+    return ix;
+}
+
+int kt_injection_scratch_init(struct kt_injection_scratch *s)
+{
+    if (!s)
+        return KT_EINVAL;
+    memset(s, 0, sizeof *s);
+    s->index = index_build();
+    if (!s->index)
+        return KT_ENOMEM;
     s->max_scan = KT_INJECTION_DEFAULT_MAX_SCAN;
     return 0;
 }
@@ -462,7 +580,7 @@ void kt_injection_scratch_free(struct kt_injection_scratch *s)
     free(s->squash);
     free(s->dec);
     free(s->toks);
-    free(s->dict);
+    index_free(s->index);
     memset(s, 0, sizeof *s);
 }
 
@@ -493,56 +611,23 @@ static int scratch_reserve(struct kt_injection_scratch *s, size_t n)
     return 0;
 }
 
-static uint64_t dict_lookup(const struct kt_injection_scratch *s, const char *w,
-                            size_t len)
+/* Concept bits of one token, and the phrases that may start at it. */
+static uint64_t dict_lookup(const struct kt_inj_index *ix, const char *w, size_t len,
+                            uint16_t *ph0, uint16_t *phn)
 {
     uint64_t bits = 0;
+    *ph0 = *phn = 0;
     if (len == 0 || len > 40)
         return 0;
-    size_t maxp = len < 12 ? len : 12;
-    for (size_t pl = 3; pl <= len; pl++) {
-        if (pl > maxp && pl != len)
-            continue;
-        size_t lo = 0, hi = s->ndict;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            const struct kt_inj_dent *d = &s->dict[mid];
-            int c = dent_cmp_key(w, pl, d->w, d->len);
-            if (c == 0) {
-                /* exact word and prefix entries of the same text sit side by side */
-                for (size_t k = mid; k < s->ndict &&
-                     dent_cmp_key(w, pl, s->dict[k].w, s->dict[k].len) == 0; k++)
-                    if (pl == len || s->dict[k].prefix)
-                        bits |= s->dict[k].bits;
-                for (size_t k = mid; k-- > 0 &&
-                     dent_cmp_key(w, pl, s->dict[k].w, s->dict[k].len) == 0;)
-                    if (pl == len || s->dict[k].prefix)
-                        bits |= s->dict[k].bits;
-                break;
-            }
-            if (c < 0)
-                hi = mid;
-            else
-                lo = mid + 1;
-        }
+    const struct kt_inj_dent *d = index_find(ix, w, len, 0);
+    if (d) {
+        bits = d->bits;
+        *ph0 = d->ph0;
+        *phn = d->phn;
     }
-    /* words shorter than 3 bytes ("ai", "tu", "no") */
-    if (len < 3) {
-        size_t lo = 0, hi = s->ndict;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            int c = dent_cmp_key(w, len, s->dict[mid].w, s->dict[mid].len);
-            if (c == 0) {
-                if (!s->dict[mid].prefix)
-                    bits |= s->dict[mid].bits;
-                break;
-            }
-            if (c < 0)
-                hi = mid;
-            else
-                lo = mid + 1;
-        }
-    }
+    for (size_t k = 0; k < ix->nplen; k++)
+        if (ix->plen[k] <= len && (d = index_find(ix, w, ix->plen[k], 1)))
+            bits |= d->bits;
     return bits;
 }
 
@@ -566,7 +651,7 @@ static int is_newline_cp(uint32_t c)
     return c == '\n' || c == 0x2028 || c == 0x2029 || c == 0x85;
 }
 
-static int is_letter(uint32_t c)
+static inline int is_letter(uint32_t c)
 {
     if (c < 0x80)
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -662,6 +747,7 @@ static size_t utf8_len(uint32_t cp)
 struct stats {
     unsigned zw_in_word, mixed_words, leet_words, spaced_runs, fullwidth;
     int rot13_hint;
+    unsigned cjk;        /* CJK or Hangul code points seen */
 };
 
 /* Pass 1: bytes → folded code points (cps) with homoglyph candidates (alt). */
@@ -747,6 +833,8 @@ static size_t decode_fold(struct kt_injection_scratch *s, const char *text,
         }
         if (zw_pending && is_letter(c))
             st->zw_in_word++;
+        if ((c >= 0x3040 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7AF))
+            st->cjk++;
         zw_pending = 0;
         s->alt[n] = alt;
         s->cps[n++] = c;
@@ -871,7 +959,7 @@ static void build_views(struct kt_injection_scratch *s, size_t n,
         }
         size_t tlen = wo - wstart;
         t->len = (uint16_t)(tlen > 0xFFFF ? 0xFFFF : tlen);
-        t->bits = dict_lookup(s, words + wstart, tlen);
+        t->bits = dict_lookup(s->index, words + wstart, tlen, &t->ph0, &t->phn);
         nt++;
         /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
         if (j - i == 1 && letters) {
@@ -961,53 +1049,39 @@ static void run_tok_rules(const struct kt_injection_scratch *s, size_t nt,
     }
 }
 
-static size_t tok_index_at(const struct kt_injection_scratch *s, size_t nt, size_t off)
+/* Multi-word phrases, found from their first token: aliases add concept
+ * bits to their last word (before the rules run), the others are hits. */
+static void run_word_phrases(struct kt_injection_scratch *s, size_t nwords,
+                             size_t nt, int meta, struct hits *h)
 {
-    size_t lo = 0, hi = nt;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (s->toks[mid].off < off)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static void apply_aliases(struct kt_injection_scratch *s, size_t nwords, size_t nt)
-{
-    for (size_t k = 0; k < NELEM(word_aliases); k++) {
-        const char *ph = word_aliases[k].s;
-        size_t pl = strlen(ph), last = pl - 1;
-        while (last > 0 && ph[last - 1] != ' ')
-            last--;
-        const char *p = s->words, *end = s->words + nwords;
-        const char *m;
-        while (p < end && (m = memmem(p, (size_t)(end - p), ph, pl))) {
-            size_t ti = tok_index_at(s, nt, (size_t)(m - s->words) + last);
-            if (ti < nt && s->toks[ti].off == (size_t)(m - s->words) + last)
-                s->toks[ti].bits |= word_aliases[k].bits;
-            p = m + 1;
+    const struct kt_inj_index *ix = s->index;
+    for (size_t i = 0; i < nt; i++) {
+        const struct kt_inj_tok *t = &s->toks[i];
+        for (size_t k = 0; k < t->phn; k++) {
+            size_t id = ix->ph[t->ph0 + k];
+            const char *ph = phrase_text(id);
+            size_t pl = strlen(ph), at = t->off - 1;
+            if (at + pl > nwords || memcmp(s->words + at, ph, pl) != 0)
+                continue;
+            if (id < NELEM(word_aliases)) {
+                size_t nw = 0;
+                for (size_t c = 1; c + 1 < pl; c++)
+                    nw += ph[c] == ' ';
+                if (i + nw < nt)
+                    s->toks[i + nw].bits |= word_aliases[id].bits;
+            } else {
+                size_t pk = id - NELEM(word_aliases);
+                /* in a text about attacks, quoted ones are mentioned, not meant */
+                double w = word_phrases[pk].weight / 100.0 *
+                           (meta && t->quoted ? 0.5 : 1.0);
+                hit(h, (int)(S_WORD + pk), word_phrases[pk].sig, w);
+            }
         }
     }
 }
 
-static int tok_quoted_at(const struct kt_injection_scratch *s, size_t nt, size_t off)
-{
-    size_t lo = 0, hi = nt;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (s->toks[mid].off < off)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < nt && s->toks[lo].quoted;
-}
-
 static void run_phrases(const char *hay, size_t n, const struct phrase *ph,
-                        size_t nph, int slot0, struct hits *h,
-                        const struct kt_injection_scratch *s, size_t nt, int meta)
+                        size_t nph, int slot0, struct hits *h)
 {
     for (size_t k = 0; k < nph; k++) {
         size_t pl = strlen(ph[k].s);
@@ -1016,13 +1090,29 @@ static void run_phrases(const char *hay, size_t n, const struct phrase *ph,
             const char *m = memmem(p, (size_t)(end - p), ph[k].s, pl);
             if (!m)
                 break;
-            double w = ph[k].weight / 100.0;
-            if (s && meta && tok_quoted_at(s, nt, (size_t)(m - hay) + 1))
-                w *= 0.5;
-            hit(h, slot0 + (int)k, ph[k].sig, w);
-            if (h->w[slot0 + k] >= ph[k].weight / 100.0)
-                break;
-            p = m + 1;
+            hit(h, slot0 + (int)k, ph[k].sig, ph[k].weight / 100.0);
+            break;
+        }
+    }
+}
+
+/* Markup literals: one pass, comparing only where a phrase's first byte is. */
+static void run_fold_phrases(const char *f, size_t n, struct hits *h)
+{
+    char first[NELEM(fold_phrases) + 1];
+    size_t nf = 0;
+    for (size_t k = 0; k < NELEM(fold_phrases); k++)
+        if (!memchr(first, fold_phrases[k].s[0], nf))
+            first[nf++] = fold_phrases[k].s[0];
+    for (size_t i = 0; i < n; i++) {
+        if (!memchr(first, f[i], nf))
+            continue;
+        for (size_t k = 0; k < NELEM(fold_phrases); k++) {
+            const char *ph = fold_phrases[k].s;
+            size_t pl = strlen(ph);
+            if (ph[0] == f[i] && pl <= n - i && memcmp(f + i, ph, pl) == 0)
+                hit(h, S_FOLD + (int)k, fold_phrases[k].sig,
+                    fold_phrases[k].weight / 100.0);
         }
     }
 }
@@ -1140,26 +1230,26 @@ static void scan_text(struct kt_injection_scratch *s, const char *text, size_t l
     struct views v;
     size_t n = decode_fold(s, text, len, st);
     build_views(s, n, st, &v);
-    apply_aliases(s, v.nwords, v.ntoks);
     int meta = 0;
     for (size_t i = 0; i < v.ntoks && !meta; i++)
         meta = (s->toks[i].bits & C(C_META)) != 0;
+    run_word_phrases(s, v.nwords, v.ntoks, meta, h);
     run_tok_rules(s, v.ntoks, meta, h);
-    run_phrases(s->words, v.nwords, word_phrases, NELEM(word_phrases), S_WORD, h,
-                s, v.ntoks, meta);
-    run_phrases(s->fold, v.nfold, fold_phrases, NELEM(fold_phrases), S_FOLD, h,
-                NULL, 0, 0);
+    run_fold_phrases(s->fold, v.nfold, h);
     if (v.nsquash)
         run_phrases(s->squash, v.nsquash, squash_phrases, NELEM(squash_phrases),
-                    S_SQUASH, h, NULL, 0, 0);
+                    S_SQUASH, h);
     run_special_tokens(s->fold, v.nfold, h);
     run_hash_headers(s->fold, v.nfold, h);
     run_role_tokens(s->fold, v.nfold, h);
-    run_cjk(s->fold, v.nfold, h);
+    if (st->cjk)
+        run_cjk(s->fold, v.nfold, h);
     run_obfuscation(st, h);
-    st->rot13_hint = memmem(s->fold, v.nfold, "rot13", 5) ||
-                     memmem(s->fold, v.nfold, "rot-13", 6) ||
-                     memmem(s->fold, v.nfold, "rot 13", 6);
+    for (const char *p = s->fold, *e = s->fold + v.nfold;
+         !st->rot13_hint && (p = memmem(p, (size_t)(e - p), "rot", 3)); p += 3)
+        st->rot13_hint = e - p >= 5 && (memcmp(p + 3, "13", 2) == 0 ||
+                                        (e - p >= 6 && (p[3] == '-' || p[3] == ' ') &&
+                                         memcmp(p + 4, "13", 2) == 0));
 }
 
 /* ---- encoded payloads ---------------------------------------------------- */
@@ -1404,7 +1494,7 @@ int kt_injection_score(const char *text, size_t len,
                        struct kt_injection_scratch *s,
                        struct kt_injection_result *out)
 {
-    if (!s || !out || (!text && len) || !s->dict)
+    if (!s || !out || (!text && len) || !s->index)
         return KT_EINVAL;
     struct hits h;
     memset(&h, 0, sizeof h);

@@ -353,6 +353,46 @@ START_TEST(test_max_scan_and_reuse)
 }
 END_TEST
 
+/* Random and adversarial byte soup: never fails, never reads or writes out
+ * of bounds (run under ASan), always a score in [0,1]. */
+START_TEST(test_random_inputs)
+{
+    static const char *const pieces[] = {
+        "ignore ", "previous ", "instructions", "\\u0069", "\\x41", "%41", "&#105;",
+        "<|im_start|>", "</system>", "###", "\"", "\n", "System:", "SWdub3Jl",
+        "49676e6f7265", "\xE2\x80\x8B", "\xD0\xB0", "\xEF\xBC\xA9", "\xC3\x9F",
+        "\xF0\x9F\x98\x80", "\xFF", "\xC3", "\xE2\x82", "1gn0r3", "i g n o r e ",
+        "rot13 ", "DAN ", "you are now ", "\xE5\xBF\xBD\xE7\x95\xA5", "=",
+        "                ", "\t", "\r\n", "$@", "don't ", "your system prompt",
+    };
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    char buf[4096];
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = 0;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t want = (size_t)(seed >> 33) % sizeof buf;
+        while (n < want) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned pick = (unsigned)(seed >> 40);
+            if (pick & 1) {
+                const char *p = pieces[(pick >> 1) % (sizeof pieces / sizeof *pieces)];
+                size_t l = strlen(p);
+                if (n + l > want)
+                    break;
+                memcpy(buf + n, p, l);
+                n += l;
+            } else {
+                buf[n++] = (char)(pick >> 8);
+            }
+        }
+        struct kt_injection_result r;
+        ck_assert_int_eq(kt_injection_score(buf, n, &S, &r), 0);
+        ck_assert(r.score >= 0.0 && r.score <= 1.0);
+        ck_assert_ptr_nonnull(r.top_signal);
+    }
+}
+END_TEST
+
 START_TEST(test_api)
 {
     struct kt_injection_result r;
@@ -398,6 +438,7 @@ int main(void)
     tcase_add_test(tc, test_hard_negatives);
     tcase_add_test(tc, test_huge_input_bounded);
     tcase_add_test(tc, test_max_scan_and_reuse);
+    tcase_add_test(tc, test_random_inputs);
     tcase_add_test(tc, test_api);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
