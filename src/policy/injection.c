@@ -153,11 +153,11 @@ static const struct { uint64_t bits; const char *words; } dictionary[] = {
     /* "no limits" is as often about imagination as about models */
     {C(C_LIMITSW),
      "limits limit limitations limitation boundaries grenzen limites limiti batasan"},
-    {C(C_AI), "ai assistant model chatbot bot chatgpt gpt llm claude ia ki"},
+    {C(C_AI), "ai ais assistant model chatbot bot chatgpt gpt llm claude ia ki"},
     {C(C_ON), "activated engaged unlocked"},
     {C(C_ABOUT), "about regarding concerning"},
     {C(C_YOUAI),
-     "you your youre yourself ai assistant model chatbot bot chatgpt gpt llm claude "
+     "you your youre yourself ai ais assistant model chatbot bot chatgpt gpt llm claude "
      "ia ki eres bist du sei voce tu ты jij anda"},
     {C(C_UNRESTR),
      "unfiltered uncensored unrestricted amoral nonmoral unbound unchained "
@@ -174,7 +174,8 @@ static const struct { uint64_t bits; const char *words; } dictionary[] = {
      "now be stay named called act are eres bist sei es pretend become"},
     {C(C_VOID),
      "revoked deprecated void invalid cancelled canceled obsolete suspended lifted "
-     "overridden overriden null expired longer superseded irrelevant meaningless"},
+     "overridden overriden null expired longer superseded irrelevant meaningless "
+     "disabled deleted erased wiped removed"},
     {C(C_STOP), "stop cease quit"},
     {C(C_FOLLOW), "following obeying follow obey listening"},
     {C(C_NOT), "not dont don never"},
@@ -250,6 +251,7 @@ static const struct tok_rule tok_rules[] = {
     {C(C_JAILBW), {0}, 0, 0, JB, 30, 0, 0, 0, 0},
     {C(C_DISABLE), {C(C_FILTER)}, 3, 3, JB, 65, 0, 0, 0, 0},
     {C(C_DISABLE), {C(C_YOUR), C(C_FILTER)}, 4, 0, JB, 80, 0, 0, 0, 0},
+    {C(C_DISABLE), {C(C_YOUR), C(C_FILTER)}, 0, 5, JB, 80, 0, 0, 0, 0},
     {C(C_EVIL), {C(C_YOUAI)}, 2, 0, JB, 55, 0, 0, 0, 0},
     /* "repeat your system prompt", "reveal the api keys in your context" */
     /* ordered: the prompt must be "yours" (not "your tips for a good prompt") */
