@@ -76,10 +76,14 @@ struct kt_audit_record {
     const char *completion;
 };
 
-/* Prompt and completion are cut to this many bytes (at a UTF-8 boundary),
- * with "prompt_truncated": true, so a record stays well below the socket
- * buffer and reaches the audit process crash-safely. */
+/* Prompt and completion are cut so each escaped value fits this many bytes
+ * (at a UTF-8 boundary), with "prompt_truncated": true and "prompt_bytes",
+ * so a record stays well below the socket buffer and reaches the audit
+ * process crash-safely. */
 #define KT_AUDIT_TEXT_MAX 16384
+/* A safe has_room() estimate for one record (both texts at their cap, a
+ * handful of decisions and attempts). */
+#define KT_AUDIT_RECORD_ESTIMATE (2 * KT_AUDIT_TEXT_MAX + 8192)
 
 /* kt_audit_record_encode: append one JSON object + "\n" to out. The line
  * starts with {"rid": so the audit process can splice its chain prefix. */

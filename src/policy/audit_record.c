@@ -40,14 +40,23 @@ static int put_num(struct kt_buf *b, const char *key, double v, int prec, int fi
                  : kt_buf_printf(b, ",\"%s\":%.*g", key, prec, v);
 }
 
-/* utf8_cut: the largest length <= max that does not split a UTF-8 sequence. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
+/* text_cut: the longest prefix of s whose JSON-escaped form fits max bytes,
+ * not splitting a UTF-8 sequence. Bounding the escaped size (control bytes
+ * take 6) keeps every record well below the socket buffer. */
+static size_t text_cut(const char *s, size_t len, size_t max)
 {
-    if (len <= max)
+    size_t n = 0, cost = 0;
+    for (; n < len; n++) {
+        unsigned char c = (unsigned char)s[n];
+        size_t w = (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ||
+                    c == '\b' || c == '\f') ? 2 : c < 0x20 ? 6 : 1;
+        if (cost + w > max)
+            break;
+        cost += w;
+    }
+    if (n == len)
         return len;
-    size_t n = max;
-    /* back off over continuation bytes to the start of a sequence */
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)   /* back to a sequence start */
         n--;
     return n;
 }
@@ -56,7 +65,7 @@ static int put_text(struct kt_buf *b, const char *key, const char *v)
 {
     if (v == NULL)
         return 0;
-    size_t len = strlen(v), cut = utf8_cut(v, len, KT_AUDIT_TEXT_MAX);
+    size_t len = strlen(v), cut = text_cut(v, len, KT_AUDIT_TEXT_MAX);
     if (kt_buf_printf(b, ",\"%s\":", key) || kt_buf_json_str(b, v, cut))
         return KT_ENOMEM;
     if (cut < len && kt_buf_printf(b, ",\"%s_truncated\":true,\"%s_bytes\":%zu", key, key, len))

@@ -447,7 +447,8 @@ static int recover(struct audit *a)
         free(last);
         return rc;
     }
-    qsort(a->seen, a->nseen, sizeof *a->seen, cmp_str);
+    if (a->nseen)
+        qsort(a->seen, a->nseen, sizeof *a->seen, cmp_str);
     memcpy(a->prev, zero_hash, sizeof a->prev);
     a->seq = 0;
     if (last && a->o->immutable) {

@@ -327,6 +327,9 @@ START_TEST(test_record_encode)
         .attempts = at, .n_attempts = 2, .completion = "quote\" and \n newline",
     };
     struct kt_buf b = {0};
+    char ctl[20001];
+    memset(ctl, 1, 20000);   /* control bytes escape to 6 bytes each */
+    ctl[20000] = '\0';
     ck_assert_int_eq(kt_audit_record_encode(&rec, &b), 0);
     ck_assert_int_eq(strncmp(b.data, "{\"rid\":\"abc-1\",", 15), 0);
     ck_assert_int_eq(b.data[b.len - 1], '\n');
@@ -351,23 +354,31 @@ START_TEST(test_record_encode)
     ck_assert(json_object_object_get_ex(o, "stream", &v) && json_object_get_boolean(v));
     json_object_put(o);
 
-    /* long text is cut at a UTF-8 boundary and marked */
-    size_t big = KT_AUDIT_TEXT_MAX + 100;
+    /* long text is cut at a UTF-8 boundary and marked: "a" then é (2 bytes)
+     * puts byte KT_AUDIT_TEXT_MAX in the middle of a sequence */
+    size_t big = KT_AUDIT_TEXT_MAX + 101;
     char *text = malloc(big + 1);
-    for (size_t i = 0; i < big; i += 2) {
+    text[0] = 'a';
+    for (size_t i = 1; i < big; i += 2) {
         text[i] = (char)0xc3;
-        text[i + 1] = (char)0xa9;   /* é */
+        text[i + 1] = (char)0xa9;
     }
     text[big] = '\0';
-    text[KT_AUDIT_TEXT_MAX - 1] = 'x';   /* make the cut land mid-sequence */
-    text[KT_AUDIT_TEXT_MAX] = (char)0xc3;
     memset(&rec, 0, sizeof rec);
     rec.rid = "r";
     rec.prompt = text;
+    rec.completion = ctl;
     kt_buf_reset(&b);
     ck_assert_int_eq(kt_audit_record_encode(&rec, &b), 0);
+    ck_assert_uint_lt(b.len, 2 * KT_AUDIT_TEXT_MAX + 400);
     o = json_tokener_parse(b.data);
     ck_assert_ptr_nonnull(o);
+    ck_assert(json_object_object_get_ex(o, "prompt", &v));
+    ck_assert_uint_eq(strlen(json_object_get_string(v)), KT_AUDIT_TEXT_MAX - 1);
+    ck_assert_int_eq((unsigned char)json_object_get_string(v)[KT_AUDIT_TEXT_MAX - 2], 0xa9);
+    ck_assert(json_object_object_get_ex(o, "completion_truncated", &v) && json_object_get_boolean(v));
+    ck_assert(json_object_object_get_ex(o, "completion_bytes", &v));
+    ck_assert_int_eq(json_object_get_int(v), 20000);
     ck_assert(json_object_object_get_ex(o, "prompt_truncated", &v) && json_object_get_boolean(v));
     ck_assert(json_object_object_get_ex(o, "prompt", &v));
     ck_assert_uint_le(strlen(json_object_get_string(v)), KT_AUDIT_TEXT_MAX);
@@ -415,6 +426,36 @@ START_TEST(test_sigkill_under_load_exactly_once)
     kt_audit_files(r.path, &files, &nf);
     ck_assert_uint_ge(nf, 3);
     kt_audit_files_free(files, nf);
+    rig_free(&r);
+}
+END_TEST
+
+/* Measures the pipeline: 4 workers' writers → audit process → chained,
+ * fsynced (every 100 records) log. Prints records/s; the bound is loose so
+ * sanitizer builds pass too. */
+START_TEST(test_throughput)
+{
+    struct rig r;
+    rig_init(&r, 4, 1);
+    r.o.fsync_every_records = 100;
+    r.o.fsync_every_ms = 1000;
+    rig_writers(&r);
+    rig_spawn(&r);
+    const int per_slot = 25000;
+    uint64_t t0 = kt_now_us();
+    for (int n = 0; n < per_slot; n++)
+        for (size_t s = 0; s < r.nslots; s++)
+            submit(&r, s, n);
+    for (size_t s = 0; s < r.nslots; s++)
+        ck_assert_int_eq(kt_audit_writer_flush_blocking(&r.w[s], 30000), 0);
+    rig_term(&r);   /* drains the sockets and fsyncs before exiting */
+    double secs = (double)(kt_now_us() - t0) / 1e6;
+    struct stat st;
+    ck_assert_int_eq(stat(r.path, &st), 0);
+    fprintf(stderr, "audit throughput: %d records in %.3f s = %.0f records/s, %.1f MB/s\n",
+            per_slot * 4, secs, per_slot * 4 / secs, (double)st.st_size / secs / 1e6);
+    check_exactly_once(r.path, r.nslots, per_slot);
+    ck_assert_double_gt(per_slot * 4 / secs, 2000);
     rig_free(&r);
 }
 END_TEST
@@ -883,6 +924,7 @@ int main(void)
     const char *only = getenv("KT_TEST");   /* run one test by name while debugging */
     ADD(test_record_encode);
     ADD(test_sigkill_under_load_exactly_once);
+    ADD(test_throughput);
     ADD(test_crash_between_append_and_consume);
     ADD(test_torn_last_line_is_cut);
     ADD(test_sigterm_flushes_everything);
