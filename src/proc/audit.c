@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -43,6 +44,7 @@ enum {
     RETRY_MAX_MS = 200,
     WRITE_RETRY_MS = 1000,
     RETENTION_EVERY_S = 3600,
+    LOCK_WAIT_MS = 2000,            /* a predecessor may still be exiting */
 };
 
 static const char zero_hash[65] =
@@ -64,6 +66,7 @@ struct audit {
     const struct kt_audit_opts *o;
     struct event_base *base;
     int fd;
+    int lockfd;            /* flock on PATH.lock: one writer per log, even across daemons */
     size_t size;
     long day;              /* UTC day number the current file belongs to */
     uint64_t seq;
@@ -258,6 +261,8 @@ static int open_current(struct audit *a)
         return KT_EIO;
     a->size = (size_t)st.st_size;
     a->day = utc_day(st.st_size > 0 ? st.st_mtime : time(NULL));
+    if (st.st_size == 0)
+        fsync_dir(a->o->path);   /* a new file's name must survive a crash too */
     return 0;
 }
 
@@ -884,8 +889,34 @@ static void audit_free(struct audit *a)
         fdatasync(a->fd);
         close(a->fd);
     }
+    if (a->lockfd >= 0)
+        close(a->lockfd);
     if (a->base)
         event_base_free(a->base);
+}
+
+/* lock_log: two writers would fork the chain (two daemons, one path). */
+static int lock_log(struct audit *a)
+{
+    char lp[PATH_MAX];
+    snprintf(lp, sizeof lp, "%s.lock", a->o->path);
+    a->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (a->lockfd < 0) {
+        kt_error("audit: cannot open %s: %s", lp, strerror(errno));
+        return KT_EIO;
+    }
+    for (int waited = 0; flock(a->lockfd, LOCK_EX | LOCK_NB) < 0; waited += 50) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            kt_error("audit: cannot lock %s: %s", lp, strerror(errno));
+            return KT_EIO;
+        }
+        if (waited >= LOCK_WAIT_MS) {
+            kt_error("audit: another process is writing %s (lock %s held)", a->o->path, lp);
+            return KT_EAGAIN;
+        }
+        usleep(50 * 1000);
+    }
+    return 0;
 }
 
 int kt_audit_proc_run(const struct kt_audit_opts *o, const int *fds, size_t nfds)
@@ -894,6 +925,7 @@ int kt_audit_proc_run(const struct kt_audit_opts *o, const int *fds, size_t nfds
     memset(&a, 0, sizeof a);
     a.o = o;
     a.fd = -1;
+    a.lockfd = -1;
     a.fsync_records = o->fsync_every_records ? o->fsync_every_records : 100;
     const char *hook = getenv("KT_AUDIT_CRASH_AFTER_APPEND");
     a.crash_after = hook ? atol(hook) : 0;
@@ -905,7 +937,7 @@ int kt_audit_proc_run(const struct kt_audit_opts *o, const int *fds, size_t nfds
     signal(SIGPIPE, SIG_IGN);
     if ((a.base = event_base_new()) == NULL || (a.peek = malloc(PEEK_MAX)) == NULL)
         goto out;
-    if ((rc = open_current(&a)) < 0 || (rc = recover(&a)) < 0)
+    if ((rc = lock_log(&a)) < 0 || (rc = open_current(&a)) < 0 || (rc = recover(&a)) < 0)
         goto out;
     retention(&a);
     rc = KT_ENOMEM;
@@ -917,6 +949,10 @@ int kt_audit_proc_run(const struct kt_audit_opts *o, const int *fds, size_t nfds
         struct src *s = &a.src[i];
         s->a = &a;
         s->fd = fds[i];
+        if (fds[i] < 0) {   /* an unused slot */
+            s->eof = 1;
+            continue;
+        }
         int sndbuf = 0;
         socklen_t sl = sizeof sndbuf;
         /* a line that cannot fit the socket would never show its newline */
@@ -929,7 +965,7 @@ int kt_audit_proc_run(const struct kt_audit_opts *o, const int *fds, size_t nfds
             goto out;
     }
     for (size_t i = 0; i < nfds; i++)
-        if (a.nseen && skip_written(&a, &a.src[i]) < 0)
+        if (a.nseen && !a.src[i].eof && skip_written(&a, &a.src[i]) < 0)
             a.src[i].eof = 1;
     for (size_t i = 0; i < a.nseen; i++)
         free(a.seen[i]);

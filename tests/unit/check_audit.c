@@ -794,6 +794,28 @@ START_TEST(test_reopen_on_sigusr1)
 }
 END_TEST
 
+START_TEST(test_second_writer_refused)
+{
+    struct rig r, r2;
+    rig_init(&r, 1, 1);
+    rig_init(&r2, 1, 1);
+    snprintf(r2.path, sizeof r2.path, "%s", r.path);   /* two daemons, one log */
+    rig_writers(&r);
+    rig_spawn(&r);
+    submit(&r, 0, 0);
+    wait_count(&r, 1);
+    rig_spawn(&r2);
+    int st = rig_wait(&r2);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 3, "second writer status %d", st);
+    submit(&r, 0, 1);
+    wait_count(&r, 2);
+    rig_term(&r);
+    rig_free(&r2);
+    check_exactly_once(r.path, 1, 2);
+    rig_free(&r);
+}
+END_TEST
+
 /* ---- retention and day rotation --------------------------------------- */
 
 static void make_file(const char *path, const char *content, time_t mtime)
@@ -934,6 +956,7 @@ int main(void)
     ADD(test_tampering_is_detected_and_named);
     ADD(test_rotation_keeps_chain_across_files);
     ADD(test_reopen_on_sigusr1);
+    ADD(test_second_writer_refused);
     ADD(test_retention_removes_old_rotated_files);
     ADD(test_day_change_rotates);
     ADD(test_tail_prints_and_follows);
