@@ -159,9 +159,11 @@ static int escaped(const struct scan *s, size_t i)
 
 static int after_escape(const struct scan *s, size_t i)
 {
-    if (i >= 2 && memchr("nrtbf", s->t[i - 1], 5) && escaped(s, i - 1))
+    /* Called for nearly every byte: test the backslash before anything else. */
+    if (i >= 2 && s->t[i - 2] == '\\' && memchr("nrtbf", s->t[i - 1], 5) &&
+        escaped(s, i - 1))
         return 1;
-    if (i < 6 || s->t[i - 5] != 'u' || !escaped(s, i - 5))
+    if (i < 6 || s->t[i - 6] != '\\' || s->t[i - 5] != 'u' || !escaped(s, i - 5))
         return 0;       /* "\u00e9" */
     for (size_t k = i - 4; k < i; k++)
         if (!(kt_cls[s->t[k]] & C_HEX))
@@ -344,6 +346,8 @@ static int m_key(struct scan *s, size_t i, struct kt_pii_match *m)
 {
     for (size_t k = 0; k < sizeof kt_keys / sizeof kt_keys[0]; k++) {
         const struct keyshape *ks = &kt_keys[k];
+        if (s->t[i] != (unsigned char)ks->prefix[0])
+            continue;           /* most words start with no key prefix */
         size_t pl = strlen(ks->prefix), j = 0;
         while (j < pl && at(s, i + j) == ks->prefix[j])
             j++;
@@ -844,6 +848,8 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
             continue;           /* spaces, punctuation, UTF-8: nothing starts here */
         if (i > 0 && s->t[i - 1] == '\\' && escaped(s, i))
             continue;           /* "\n", "\u": a redaction must not split an escape */
+        if (i > 0 && (kt_cls[s->t[i - 1]] & C_ALNUM) && !after_escape(s, i))
+            continue;           /* inside a word: every matcher's left boundary fails */
         for (size_t k = 0; k < sizeof kt_matchers / sizeof kt_matchers[0]; k++) {
             const struct matcher *mt = &kt_matchers[k];
             if (!(cls & mt->trigger) || !(mask & KT_PII_BIT(mt->entity)))
