@@ -322,14 +322,15 @@ static off_t end_of_last_line(int fd, off_t size)
     return 0;
 }
 
-/* scan_tail: collect rids of the last TAIL_SCAN bytes of fd (which ends in
+/* scan_tail: collect rids of the last `budget` bytes of fd (which ends in
  * '\n') and hand back a copy of the last line. */
-static int scan_tail(struct audit *a, int fd, off_t size, char **last, size_t *lastlen)
+static int scan_tail(struct audit *a, int fd, off_t size, off_t budget, char **last,
+                     size_t *lastlen)
 {
     *last = NULL;
-    if (size == 0)
+    if (size == 0 || budget <= 0)
         return 0;
-    off_t start = size > TAIL_SCAN ? size - TAIL_SCAN : 0;
+    off_t start = size > budget ? size - budget : 0;
     size_t len = (size_t)(size - start);
     char *buf = malloc(len + 1);
     if (buf == NULL)
@@ -414,14 +415,17 @@ static int recover(struct audit *a)
     char *last = NULL;
     size_t lastlen = 0;
     int in_current = 1;
-    int rc = scan_tail(a, a->fd, keep, &last, &lastlen);
-    if (rc == 0 && keep < TAIL_SCAN) {
-        /* the last batch may have been split by a rotation, and with an empty
-         * current file the chain continues from the newest rotated one */
+    off_t budget = TAIL_SCAN;
+    int rc = scan_tail(a, a->fd, keep, budget, &last, &lastlen);
+    budget -= keep;
+    if (rc == 0 && budget > 0) {
+        /* the last batch may span rotations (small max_file_bytes), and with
+         * an empty current file the chain continues from the newest rotated
+         * one: walk back through rotated files until TAIL_SCAN bytes are seen */
         char **files;
         size_t n;
         if (kt_audit_files(a->o->path, &files, &n) == 0) {
-            for (size_t i = n; i-- > 0;) {
+            for (size_t i = n; i-- > 0 && budget > 0 && rc == 0;) {
                 if (strcmp(files[i], a->o->path) == 0)
                     continue;
                 int fd = open(files[i], O_RDONLY | O_CLOEXEC);
@@ -432,7 +436,8 @@ static int recover(struct audit *a)
                 size_t rll = 0;
                 if (fstat(fd, &st) == 0) {
                     off_t e = end_of_last_line(fd, st.st_size);
-                    rc = scan_tail(a, fd, e, &rl, &rll);
+                    rc = scan_tail(a, fd, e, budget, &rl, &rll);
+                    budget -= e;
                 }
                 close(fd);
                 if (last == NULL && rl) {
@@ -442,8 +447,6 @@ static int recover(struct audit *a)
                 } else {
                     free(rl);
                 }
-                if (rl || rc < 0)
-                    break;   /* the newest non-empty rotated file is enough */
             }
             kt_audit_files_free(files, n);
         }
