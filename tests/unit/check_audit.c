@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -39,6 +40,7 @@ struct rig {
     struct event_base *base;
     struct kt_audit_writer w[MAX_SLOTS];
     int crash_after;                /* KT_AUDIT_CRASH_AFTER_APPEND for the next spawn */
+    long fsize_limit;               /* RLIMIT_FSIZE for the next spawn: a full disk */
 };
 
 static void rig_init(struct rig *r, size_t nslots, int immutable)
@@ -82,6 +84,11 @@ static void rig_spawn(struct rig *r)
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         kt_log_setup(getenv("KT_TEST_LOG") ? KT_LOG_DEBUG : KT_LOG_ERROR, 0, NULL, "audit");
+        if (r->fsize_limit) {
+            struct rlimit rl = { (rlim_t)r->fsize_limit, (rlim_t)r->fsize_limit };
+            signal(SIGXFSZ, SIG_IGN);   /* writes past it fail with EFBIG */
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
         if (r->crash_after) {
             char v[16];
             snprintf(v, sizeof v, "%d", r->crash_after);
@@ -524,6 +531,41 @@ START_TEST(test_torn_last_line_is_cut)
     rig_term(&r);
     check_exactly_once(r.path, 1, 20);
     char msg[2048];
+    ck_assert_msg(verify_all(r.path, msg, sizeof msg) == 0, "verify: %s", msg);
+    rig_free(&r);
+}
+END_TEST
+
+/* A full disk: writes fail (EFBIG past RLIMIT_FSIZE), nothing half-written
+ * stays, nothing is consumed; once there is room again, every record lands
+ * exactly once. */
+START_TEST(test_full_disk_loses_nothing)
+{
+    struct rig r;
+    rig_init(&r, 2, 1);
+    r.fsize_limit = 20000;
+    rig_writers(&r);
+    rig_spawn(&r);
+    for (int n = 0; n < 100; n++) {
+        submit(&r, 0, n);
+        submit(&r, 1, n);
+    }
+    for (int i = 0; i < 60; i++) {
+        pump(&r);
+        usleep(5000);
+    }
+    struct stat st;
+    ck_assert_int_eq(stat(r.path, &st), 0);
+    ck_assert_int_le(st.st_size, 20000);
+    ck_assert_uint_lt(count_records(r.path), 200);
+    char msg[2048];
+    ck_assert_msg(verify_all(r.path, msg, sizeof msg) == 0, "verify: %s", msg);   /* no torn line */
+    rig_term(&r);               /* stopping with the disk still full: still exit 0 */
+    r.fsize_limit = 0;          /* space freed */
+    rig_spawn(&r);
+    wait_count(&r, 200);
+    rig_term(&r);
+    check_exactly_once(r.path, 2, 100);
     ck_assert_msg(verify_all(r.path, msg, sizeof msg) == 0, "verify: %s", msg);
     rig_free(&r);
 }
@@ -994,6 +1036,7 @@ int main(void)
     ADD(test_throughput);
     ADD(test_crash_between_append_and_consume);
     ADD(test_torn_last_line_is_cut);
+    ADD(test_full_disk_loses_nothing);
     ADD(test_sigterm_flushes_everything);
     ADD(test_full_socket_never_blocks_writer);
     ADD(test_dead_worker_partial_line_becomes_fragment);
