@@ -478,6 +478,12 @@ START_TEST(test_throughput)
             per_slot * 4, secs, per_slot * 4 / secs, (double)st.st_size / secs / 1e6);
     check_exactly_once(r.path, r.nslots, per_slot);
     ck_assert_double_gt(per_slot * 4 / secs, 2000);
+    char msg[512];
+    t0 = kt_now_us();
+    ck_assert_int_eq(verify_all(r.path, msg, sizeof msg), 0);
+    secs = (double)(kt_now_us() - t0) / 1e6;
+    fprintf(stderr, "audit verify: %d records in %.3f s = %.0f records/s\n", per_slot * 4, secs,
+            per_slot * 4 / secs);
     rig_free(&r);
 }
 END_TEST
