@@ -211,37 +211,32 @@ static void reply_models(struct kt_srv *s, evhtp_request_t *req)
  * least one target's circuit is not open. */
 static void reply_ready(struct kt_srv *s, evhtp_request_t *req)
 {
-    struct kt_buf b = {0};
     const struct kt_providers *p = &s->cfg->providers;
-    int usable = 0;
     uint64_t now = kt_wall_ms();
-    kt_buf_puts(&b, "{\"status\":\"%s\",\"pack\":");
-    size_t status_at = 11;
+    const char *states[p->ntargets ? p->ntargets : 1];
+    int usable = 0;
+    for (size_t i = 0; i < p->ntargets; i++) {
+        states[i] = "closed";
+        struct kt_breaker_info info;
+        if (s->state && p->breaker.enabled &&
+            kt_breaker_peek(s->state, p->targets[i].id, &s->breaker, now, &info, NULL) == 0)
+            states[i] = kt_breaker_state_name(info.state);
+        if (strcmp(states[i], "open") != 0)
+            usable = 1;
+    }
+    int ready = usable && s->cfg->pack.enabled && !s->stopping;
+    struct kt_buf b = {0};
+    kt_buf_printf(&b, "{\"status\":\"%s\",\"pack\":", ready ? "ready" : "not_ready");
     kt_buf_json_str(&b, s->cfg->pack.name, strlen(s->cfg->pack.name));
     kt_buf_puts(&b, ",\"targets\":[");
     for (size_t i = 0; i < p->ntargets; i++) {
-        const char *state = "closed";
-        if (s->state && p->breaker.enabled) {
-            struct kt_breaker_info info;
-            if (kt_breaker_peek(s->state, p->targets[i].id, &s->breaker, now, &info, NULL) == 0)
-                state = kt_breaker_state_name(info.state);
-        }
-        if (strcmp(state, "open") != 0)
-            usable = 1;
         kt_buf_printf(&b, "%s{\"id\":", i ? "," : "");
         kt_buf_json_str(&b, p->targets[i].id, strlen(p->targets[i].id));
-        kt_buf_printf(&b, ",\"circuit\":\"%s\"}", state);
+        kt_buf_printf(&b, ",\"circuit\":\"%s\"}", states[i]);
     }
     kt_buf_puts(&b, "]}");
-    int ready = usable && s->cfg->pack.enabled && !s->stopping;
-    /* Patch the status word in place: "ready" or "not_ready". */
-    struct kt_buf out = {0};
-    kt_buf_append(&out, b.data, status_at - 1);
-    kt_buf_puts(&out, ready ? "ready" : "not_ready");
-    kt_buf_append(&out, b.data + status_at + 1, b.len - status_at - 1);
-    kt_srv_reply_json(s, req, ready ? 200 : 503, out.data, out.len);
+    kt_srv_reply_json(s, req, ready ? 200 : 503, b.data, b.len);
     kt_buf_free(&b);
-    kt_buf_free(&out);
 }
 
 static void reply_metrics(struct kt_srv *s, evhtp_request_t *req)
