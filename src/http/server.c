@@ -415,6 +415,21 @@ int kt_srv_listen(struct kt_srv *s, const int *fds, size_t n)
         evhtp_set_timeouts(h, &rt, &wt);
         evhtp_set_max_keepalive_requests(h, 10000);
         evhtp_disable_flag(h, EVHTP_FLAG_ENABLE_100_CONT);
+        if (sv->tls_cert && sv->tls_key) {
+            /* HTTPS on every listener; TLS 1.2 and newer only. */
+            evhtp_ssl_cfg_t tls = {
+                .pemfile = sv->tls_cert, .privfile = sv->tls_key,
+                .ssl_opts = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+                            SSL_OP_NO_COMPRESSION,
+                .scache_type = evhtp_ssl_scache_type_internal,
+                .scache_timeout = 300,
+            };
+            if (evhtp_ssl_init(h, &tls) != 0) {
+                kt_error("TLS: cannot load %s / %s", sv->tls_cert, sv->tls_key);
+                evhtp_free(h);
+                return -1;
+            }
+        }
         if (evhtp_accept_socket(h, fds[i], 511) != 0) {
             kt_error("cannot serve on listener fd %d", fds[i]);
             evhtp_free(h);

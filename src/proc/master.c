@@ -23,6 +23,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "kt/listen.h"
 #include "kt/log.h"
 #include "kt/master.h"
@@ -93,6 +96,31 @@ static int want_prober(const struct kt_config *cfg)
     return 0;
 }
 
+/* check_tls: a certificate and key that workers could not load must fail
+ * `ktd -t` and a reload, not every worker at start. */
+static int check_tls(const struct kt_config *cfg)
+{
+    const struct kt_server *sv = &cfg->server;
+    if (sv->tls_cert == NULL && sv->tls_key == NULL)
+        return 0;
+    if (sv->tls_cert == NULL || sv->tls_key == NULL) {
+        kt_error("config: server.tls needs both cert and key");
+        return -1;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int ok = ctx && SSL_CTX_use_certificate_chain_file(ctx, sv->tls_cert) == 1 &&
+             SSL_CTX_use_PrivateKey_file(ctx, sv->tls_key, SSL_FILETYPE_PEM) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1;
+    if (!ok) {
+        char buf[256];
+        ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+        kt_error("config: server.tls: cannot use %s with %s: %s", sv->tls_cert, sv->tls_key, buf);
+    }
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
 int kt_master_load(const struct kt_master_opts *o, struct kt_config **out)
 {
     struct kt_cfg_errors errs = {0};
@@ -111,6 +139,11 @@ int kt_master_load(const struct kt_master_opts *o, struct kt_config **out)
         return rc;
     }
     kt_cfg_errors_free(&errs);
+    if (check_tls(*out) != 0) {
+        kt_cfg_free(*out);
+        *out = NULL;
+        return KT_EINVAL;
+    }
     if (o->fail_mode >= 0)
         (*out)->policies.fail_mode = (enum kt_fail_mode)o->fail_mode;
     return 0;
