@@ -145,6 +145,16 @@ static int cmd_audit(int argc, char **argv)
             fprintf(stderr, "kt audit verify: FILE... is required\n");
             return 2;
         }
+        if (argc == 3) {
+            /* One path: the current log; check its rotated files too, in order. */
+            char **files = NULL;
+            size_t n = 0;
+            if (kt_audit_files(argv[2], &files, &n) == 0 && n > 0) {
+                int rc = kt_audit_verify((const char *const *)files, n, stdout);
+                kt_audit_files_free(files, n);
+                return rc == 0 ? 0 : 1;
+            }
+        }
         return kt_audit_verify((const char *const *)argv + 2, (size_t)argc - 2, stdout) == 0 ? 0 : 1;
     }
     if (strcmp(argv[1], "tail") == 0) {

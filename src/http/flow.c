@@ -1048,7 +1048,7 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
     }
     /* An immutable audit log never drops a record: refuse up front when the
      * record could not be queued. */
-    if (s->audit && s->cfg->policies.audit.immutable && !kt_audit_writer_has_room(s->audit, 32768)) {
+    if (s->audit && s->cfg->policies.audit.immutable && !kt_audit_writer_has_room(s->audit, KT_AUDIT_RECORD_ESTIMATE)) {
         reply_error(f, 503, KT_IRE_OVERLOADED, "audit_backlog", "the audit log is behind; try again shortly", 1);
         return;
     }

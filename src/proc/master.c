@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -290,6 +291,10 @@ static void child_setup(const struct master *m, const char *role)
     signal(SIGPIPE, SIG_IGN);
     sigprocmask(SIG_SETMASK, &none, NULL);
     kt_log_set_role(role);
+    /* "ktd: worker" in ps/top/pgrep -l (the kernel keeps 15 bytes). */
+    char title[16];
+    snprintf(title, sizeof title, "ktd: %s", role);
+    prctl(PR_SET_NAME, title, 0, 0, 0);
     const char *user = m->cfg->server.user;
     if (user && geteuid() == 0) {
         struct passwd *pw = getpwnam(user);
