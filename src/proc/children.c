@@ -100,7 +100,7 @@ int kt_proc_prober_main(const struct kt_config *cfg)
         memcpy(urls[n], t->base_url, bl);
         strcpy(urls[n] + bl, path);
         /* Probes authenticate like requests: a 401 would say nothing. */
-        hdrs[n] = calloc(4, sizeof(char *));
+        hdrs[n] = calloc(4 + t->nheaders, sizeof(char *));
         size_t k = 0;
         if (t->api_key && hdrs[n]) {
             size_t len = strlen(t->api_key_header) + strlen(t->api_key_prefix) + strlen(t->api_key) + 3;
@@ -113,6 +113,12 @@ int kt_proc_prober_main(const struct kt_config *cfg)
             hdrs[n][k] = malloc(len);
             if (hdrs[n][k])
                 snprintf(hdrs[n][k++], len, "anthropic-version: %s", t->anthropic_version);
+        }
+        for (size_t h = 0; h < t->nheaders && hdrs[n]; h++) {
+            size_t len = strlen(t->headers[h].name) + strlen(t->headers[h].value) + 3;
+            hdrs[n][k] = malloc(len);
+            if (hdrs[n][k])
+                snprintf(hdrs[n][k++], len, "%s: %s", t->headers[h].name, t->headers[h].value);
         }
         specs[n] = (struct kt_probe_spec){
             .target_id = t->id, .url = urls[n], .headers = (const char *const *)hdrs[n],
