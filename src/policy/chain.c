@@ -186,6 +186,20 @@ static void pii_detail(struct kt_policy_decision *d, const struct pii_walk *w)
                                   d->detail[n - 1] == ':' ? "" : ",", kt_pii_entity_name((enum kt_pii_entity)e));
 }
 
+/* pii_decide: record what the detector found and block when asked to. */
+static void pii_decide(struct kt_policy_result *res, enum kt_pii_action action,
+                       const struct pii_walk *w, const char *what)
+{
+    if (w->found == 0)
+        return;
+    static const char *const names[] = { [KT_PII_REDACT] = "redact", [KT_PII_BLOCK] = "block",
+                                          [KT_PII_FLAG] = "flag" };
+    struct kt_policy_decision *d = decide(res, "pii-detector", names[action], -1);
+    pii_detail(d, w);
+    if (action == KT_PII_BLOCK)
+        block(res, "pii-detector", what, d->detail);
+}
+
 /* Tool-call arguments are JSON text; redaction markers contain no quote or
  * backslash, so replacing a value inside a JSON string keeps it valid. */
 static int pii_tool_inputs(struct pii_walk *w, struct kt_request *req, struct kt_arena *a)
@@ -217,13 +231,7 @@ static int run_pii_request(struct kt_policy_chain *c, struct kt_request *req, st
     struct pii_walk w = { .c = c, .mask = o->entities, .redact = o->action == KT_PII_REDACT };
     if (kt_ir_request_texts(req, a, pii_text, &w) < 0 || pii_tool_inputs(&w, req, a) != 0)
         return -1;
-    if (w.found == 0)
-        return 0;
-    const char *act = o->action == KT_PII_REDACT ? "redact" : o->action == KT_PII_BLOCK ? "block" : "flag";
-    struct kt_policy_decision *d = decide(res, "pii-detector", act, -1);
-    pii_detail(d, &w);
-    if (o->action == KT_PII_BLOCK)
-        block(res, "pii-detector", "request", d->detail);
+    pii_decide(res, o->action, &w, "request");
     return 0;
 }
 
@@ -262,13 +270,7 @@ int kt_policy_response(struct kt_policy_chain *c, struct kt_response *resp, stru
         }
         return 0;
     }
-    if (w.found == 0)
-        return 0;
-    const char *act = o->action == KT_PII_REDACT ? "redact" : o->action == KT_PII_BLOCK ? "block" : "flag";
-    struct kt_policy_decision *d = decide(res, "pii-detector", act, -1);
-    pii_detail(d, &w);
-    if (o->action == KT_PII_BLOCK)
-        block(res, "pii-detector", "response", d->detail);
+    pii_decide(res, o->action, &w, "response");
     return 0;
 }
 

@@ -311,18 +311,10 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
                                   struct kt_request *req, struct kt_err *err)
 {
     int rc;
-    struct json_object *v = NULL;
-    if (json_object_object_get_ex(root, "model", &v)) {
-        if (!json_object_is_type(v, json_type_string))
-            return BAD("model: expected a string");
-        req->model = kt_wire_str(a, v, NULL);
-    }
-    struct json_object *msgs = kt_wire_get(root, "messages", json_type_array);
-    if (msgs == NULL)
-        return BAD("messages: required, an array of messages");
+    struct json_object *v = NULL, *msgs = NULL;
+    if ((rc = kt_wire_decode_head(root, a, req, &msgs, err)))
+        return rc;
     size_t n = json_object_array_length(msgs);
-    if (n == 0)
-        return BAD("messages: must not be empty");
 
     long nchoices = 1;
     if ((rc = get_int(root, "n", &nchoices, err)))

@@ -87,6 +87,23 @@ int kt_wire_put_double(struct kt_buf *b, double d)
     return kt_buf_printf(b, "%.15g", d);
 }
 
+int kt_wire_decode_head(struct json_object *root, struct kt_arena *a, struct kt_request *req,
+                        struct json_object **msgs, struct kt_err *err)
+{
+    struct json_object *v = NULL;
+    if (json_object_object_get_ex(root, "model", &v)) {
+        if (!json_object_is_type(v, json_type_string))
+            return kt_err_set(err, KT_EINVAL, "model: expected a string");
+        req->model = kt_wire_str(a, v, NULL);
+    }
+    *msgs = kt_wire_get(root, "messages", json_type_array);
+    if (*msgs == NULL)
+        return kt_err_set(err, KT_EINVAL, "messages: required, an array of messages");
+    if (json_object_array_length(*msgs) == 0)
+        return kt_err_set(err, KT_EINVAL, "messages: must not be empty");
+    return 0;
+}
+
 int kt_wire_parse(const char *body, size_t len, struct json_object **out, struct kt_err *err)
 {
     *out = NULL;

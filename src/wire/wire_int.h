@@ -21,6 +21,10 @@ int kt_wire_put_str(struct kt_buf *b, const char *s);       /* JSON string or nu
 int kt_wire_put_double(struct kt_buf *b, double d);
 /* kt_wire_parse: parse body; KT_EINVAL with "invalid JSON ..." when it is not an object. */
 int kt_wire_parse(const char *body, size_t len, struct json_object **out, struct kt_err *err);
+/* kt_wire_decode_head: what both request formats start with: an optional
+ * string "model" and a non-empty "messages" array (returned in *msgs). */
+int kt_wire_decode_head(struct json_object *root, struct kt_arena *a, struct kt_request *req,
+                        struct json_object **msgs, struct kt_err *err);
 /* kt_wire_grow: arena array growth: returns a new array of newcap elements
  * holding the first n of old. */
 void *kt_wire_grow(struct kt_arena *a, void *old, size_t n, size_t newcap, size_t size);
