@@ -20,7 +20,7 @@ enum kt_upcall_result {
 };
 
 struct kt_upcall_cbs {
-    /* on_headers: the final response status is known; retry_after_s is the
+    /* on_headers (may be NULL): the final response status is known; retry_after_s is the
      * Retry-After header in seconds or -1; content_type may be NULL. */
     void (*on_headers)(void *ud, int status, const char *content_type, int retry_after_s);
     /* on_data: a piece of the body. Return 0 to consume it, 1 to pause
@@ -33,7 +33,7 @@ struct kt_upcall_cbs {
 struct kt_upcall_req {
     const char *url;
     const char *const *headers;  /* "Name: value" lines, NULL-terminated */
-    const char *body;            /* not copied: must outlive the call */
+    const char *body;            /* not copied: must outlive the call; NULL = a GET */
     size_t body_len;
     long timeout_ms;             /* whole transfer */
     long connect_timeout_ms;

@@ -7,6 +7,8 @@
  * callbacks, so a cancel issued while one of our callbacks is running only
  * marks the call; the wrapper then tells curl to abort and the handle is
  * reaped on the next pass of check_done(). */
+#include "config.h"
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,8 +193,9 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *ud)
             c->headers_done = 1;
             c->status = (int)code;
             c->in_callback = 1;
-            c->cbs.on_headers(c->ud, c->status, c->content_type[0] ? c->content_type : NULL,
-                              c->retry_after_s);
+            if (c->cbs.on_headers)
+                c->cbs.on_headers(c->ud, c->status, c->content_type[0] ? c->content_type : NULL,
+                                  c->retry_after_s);
             c->in_callback = 0;
             if (c->cancelled)
                 return 0;
@@ -302,9 +305,14 @@ struct kt_upcall *kt_upcall_start(struct kt_upstream *up, const struct kt_upcall
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (req->body) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "ktd/" PACKAGE_VERSION);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
