@@ -93,6 +93,7 @@ struct kt_flow {
     struct kt_policy_stream *ps;   /* response policies on the stream */
     struct kt_buf completion;      /* response text for the audit log (bounded) */
     struct kt_buf out;             /* bytes for the client, reused */
+    struct evbuffer *chunk;        /* one chunk on its way to evhtp, reused */
     struct kt_usage usage;
     int upstream_paused;
     struct event *dc_watch;        /* client-gone watch while paused */
@@ -185,6 +186,8 @@ static void flow_free(struct kt_flow *f)
     kt_buf_free(&f->resp);
     kt_buf_free(&f->out);
     kt_buf_free(&f->completion);
+    if (f->chunk)
+        evbuffer_free(f->chunk);
     kt_arena_free(&f->arena);
     free(f);
 }
@@ -439,10 +442,11 @@ static int write_client(struct kt_flow *f, const char *data, size_t len)
 {
     if (f->req == NULL || len == 0)
         return 0;
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, data, len);
-    evhtp_send_reply_chunk(f->req, b);
-    evbuffer_free(b);
+    if (f->chunk == NULL && (f->chunk = evbuffer_new()) == NULL)
+        return -1;
+    evbuffer_add(f->chunk, data, len);
+    evhtp_send_reply_chunk(f->req, f->chunk);   /* copies and frames it */
+    evbuffer_drain(f->chunk, evbuffer_get_length(f->chunk));
     struct bufferevent *bev = evhtp_connection_get_bev(evhtp_request_get_connection(f->req));
     if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > CLIENT_BACKLOG_PAUSE) {
         f->upstream_paused = 1;
@@ -1020,13 +1024,13 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
         reply_error(f, 413, KT_IRE_REQUEST_TOO_LARGE, "request_too_large", "request body too large", -1);
         return;
     }
-    /* One contiguous copy of the body in the arena; it outlives the IR. */
-    char *body = kt_arena_alloc(&f->arena, len + 1);
+    /* The body made contiguous in place (no copy when it already is); it
+     * lives with the evhtp request, which outlives the flow's use of it. */
+    const char *body = len ? (const char *)evbuffer_pullup(req->buffer_in, -1) : "";
     if (body == NULL) {
         reply_error(f, 500, KT_IRE_API_ERROR, "internal_error", "out of memory", -1);
         return;
     }
-    evbuffer_copyout(req->buffer_in, body, len);
     f->body = body;
     f->body_len = len;
 
