@@ -15,10 +15,7 @@ before(async () => {
   mock = await h.startMock({ tag: 'bodylimit' });
   gw = await h.startKtd({ targets: [h.openaiTarget(mock), h.anthropicTarget(mock)], config: { server: { max_body_bytes: MAX_BODY } } });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 async function upstreamChatCount() {
   const st = await mock.stats();

@@ -27,11 +27,7 @@ before(async () => {
     config: { providers: { retry: { max_attempts: 1 }, circuit_breaker: { ...BREAKER, failure_threshold: 2 } } },
   });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (gwSingle) await gwSingle.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 const hits = async (which) => (await mock.requests('/v1/chat/completions')).filter((r) => r.headers['x-which'] === which).length;
 

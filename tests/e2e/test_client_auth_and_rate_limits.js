@@ -29,11 +29,7 @@ before(async () => {
   gwOff = await h.startKtd({ targets: [h.openaiTarget(mock)], config: { pack: { enabled: false } }, waitHealthy: false });
   await h.waitFor(async () => (await h.request(`${gwOff.url}/healthz`).catch(() => ({}))).status !== undefined, { what: 'the disabled gateway to listen' });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (gwOff) await gwOff.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 const oaBody = { model: 'gpt-4o', messages: [{ role: 'user', content: 'auth' }] };
 const anBody = { model: 'claude-sonnet-4-20250514', max_tokens: 8, messages: [{ role: 'user', content: 'auth' }] };

@@ -16,10 +16,7 @@ before(async () => {
     targets: [h.openaiTarget(mock, { id: 'oa-1', model: 'gpt-4o' }), h.anthropicTarget(mock, { id: 'an-1', model: 'claude-sonnet-4-20250514' })],
   });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 async function upstreamChatCount() {
   const st = await mock.stats();

@@ -16,7 +16,7 @@ before(async () => {
   oa = h.openaiClient(mock.url);
   an = h.anthropicClient(mock.url);
 });
-after(async () => { if (mock) await mock.stop(); });
+after(h.stopAll);
 
 const TOOLS_OA = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { location: { type: 'string' }, unit: { type: 'string' } }, required: ['location'] } } }];
 const TOOLS_AN = [{ name: 'get_weather', description: 'weather', input_schema: { type: 'object', properties: { location: { type: 'string' }, unit: { type: 'string' } }, required: ['location'] } }];

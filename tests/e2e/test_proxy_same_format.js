@@ -16,11 +16,7 @@ before(async () => {
   gwO = await h.startKtd({ targets: [h.openaiTarget(mock)] });
   gwA = await h.startKtd({ targets: [h.anthropicTarget(mock)] });
 });
-after(async () => {
-  if (gwO) await gwO.stop();
-  if (gwA) await gwA.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 async function lastUpstream(pathPrefix) {
   const recs = await mock.requests(pathPrefix);

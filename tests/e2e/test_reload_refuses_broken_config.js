@@ -12,10 +12,7 @@ before(async () => {
   mock = await h.startMock({ tag: 'reload' });
   gw = await h.startKtd({ targets: [h.openaiTarget(mock, { id: 'gen-1', headers: { 'x-config-gen': '1' } })], workers: 2 });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 // A new connection per request: what must never fail is a request ktd accepted
 // (a POST racing the close of an idle keep-alive connection may fail on any server).

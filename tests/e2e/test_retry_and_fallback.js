@@ -25,11 +25,7 @@ before(async () => {
     config: { providers: { strategy: 'fallback', retry: { max_attempts: 1 } } },
   });
 });
-after(async () => {
-  if (gwRetry) await gwRetry.stop();
-  if (gwFallback) await gwFallback.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 const chat = (gw, content, extra = {}) => h.request(`${gw.url}/v1/chat/completions`, {
   method: 'POST', json: { model: 'gpt-4o', messages: [{ role: 'user', content }], ...extra },

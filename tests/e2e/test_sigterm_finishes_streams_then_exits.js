@@ -12,10 +12,7 @@ before(async () => {
   mock = await h.startMock({ tag: 'sigterm' });
   gw = await h.startKtd({ targets: [h.openaiTarget(mock, { stream_timeout_seconds: 30 })], workers: 2 });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 h.test('SIGTERM during a slow stream: the stream finishes, then the master exits 0', async () => {
   const res = await fetch(`${gw.url}/v1/chat/completions`, {

@@ -19,11 +19,7 @@ before(async () => {
   gwToAnthropic = await h.startKtd({ targets: [h.anthropicTarget(mock, { id: 'to-anthropic' })] });
   gwToOpenai = await h.startKtd({ targets: [h.openaiTarget(mock, { id: 'to-openai' })] });
 });
-after(async () => {
-  if (gwToAnthropic) await gwToAnthropic.stop();
-  if (gwToOpenai) await gwToOpenai.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 const OA_TOOLS = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['location'] } } }];
 const AN_TOOLS = [{ name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object', properties: { location: { type: 'string' }, unit: { type: 'string' } }, required: ['location'] } }];

@@ -17,11 +17,7 @@ before(async () => {
     targets: [h.anthropicTarget(mock, { id: 'an-auth', anthropic_version: '2023-06-01', headers: { 'x-team': 'e2e-anthropic', 'anthropic-beta': 'tools-2024-04-04' } })],
   });
 });
-after(async () => {
-  if (gwO) await gwO.stop();
-  if (gwA) await gwA.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 function assertNoClientKey(rec) {
   for (const [k, v] of Object.entries(rec.headers)) {

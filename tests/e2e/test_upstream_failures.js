@@ -16,11 +16,7 @@ before(async () => {
   gwO = await h.startKtd({ targets: [h.openaiTarget(mock, { timeout_seconds: 1, stream_timeout_seconds: 30 })] });
   gwA = await h.startKtd({ targets: [h.anthropicTarget(mock, { timeout_seconds: 1, stream_timeout_seconds: 30 })] });
 });
-after(async () => {
-  if (gwO) await gwO.stop();
-  if (gwA) await gwA.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 const AV = { 'anthropic-version': '2023-06-01' };
 

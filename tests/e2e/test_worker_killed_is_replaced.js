@@ -13,10 +13,7 @@ before(async () => {
   mock = await h.startMock({ tag: 'respawn' });
   gw = await h.startKtd({ targets: [h.openaiTarget(mock)], workers: 2 });
 });
-after(async () => {
-  if (gw) await gw.stop();
-  if (mock) await mock.stop();
-});
+after(h.stopAll);
 
 const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'under load' }] };
 

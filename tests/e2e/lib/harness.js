@@ -28,7 +28,16 @@ const CLIENT_KEY = 'client-key-must-not-leak-0001';
 
 // Everything started here, so one exit hook can kill it whatever happened.
 // Temp dirs are removed at exit unless a test failed or KT_E2E_KEEP is set.
-const live = { procs: new Set(), logs: [], dirs: [], failed: false };
+// stoppers: gateways and mocks still running, for stopAll().
+const live = { procs: new Set(), logs: [], dirs: [], failed: false, stoppers: [] };
+
+// Watchdog: a test file never hangs make check (KT_E2E_TIMEOUT_S, default 150).
+setTimeout(() => {
+  process.stderr.write(`# e2e watchdog: ${process.argv[1]} still running after its time limit\n`);
+  dumpLogs('watchdog');
+  killAllSync();
+  process.exit(1);
+}, Number(process.env.KT_E2E_TIMEOUT_S || 150) * 1000).unref();
 
 function killAllSync() {
   for (const p of live.procs) {
@@ -311,6 +320,10 @@ async function startMock({ tag = 'mock' } = {}) {
     });
     child.on('exit', (code) => { clearTimeout(t); reject(new Error(`mock exited ${code}: ${stderr}`)); });
   });
+  // Handles must not keep the test process alive: the exit hook kills the mock.
+  child.unref();
+  child.stdout.unref();
+  child.stderr.unref();
   const url = `http://127.0.0.1:${port}`;
   const mock = {
     port, url, tag, pid: child.pid, child,
@@ -333,6 +346,7 @@ async function startMock({ tag = 'mock' } = {}) {
     },
   };
   live.logs.push({ name: `mock ${tag}`, get text() { return stderr; } });
+  live.stoppers.push(mock);
   return mock;
 }
 
@@ -503,6 +517,7 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
     anthropic(opts = {}) { return anthropicClient(url, opts); },
   };
   live.logs.push({ name: `ktd ${port}`, get text() { return gw.stderr(); } });
+  live.stoppers.unshift(gw); // gateways stop before the mocks they use
   if (waitHealthy) {
     try {
       await gw.waitHealthy();
@@ -512,6 +527,20 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
     }
   }
   return gw;
+}
+
+// Stops every gateway (first) and mock still running, even when one fails,
+// then throws the first error (e.g. a sanitizer report). Use it in after().
+async function stopAll() {
+  const errors = [];
+  const list = live.stoppers.splice(0);
+  for (const x of list) {
+    try { await x.stop(); } catch (e) { errors.push(e); }
+  }
+  if (errors.length) {
+    live.failed = true;
+    throw errors[0];
+  }
 }
 
 const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |WARNING: ThreadSanitizer/;
@@ -569,6 +598,6 @@ function test(name, opts, fn) {
 module.exports = {
   SRCDIR, BUILDDIR, KEYS, CLIENT_KEY, MOCK_JS,
   sleep, deadline, freePort, waitFor, request, load, curl, parseCurlI, parseSse, streamChunks,
-  startMock, startKtd, openaiTarget, anthropicTarget, baseConfig, configToYaml, merge,
+  startMock, startKtd, stopAll, openaiTarget, anthropicTarget, baseConfig, configToYaml, merge,
   openaiClient, anthropicClient, sanitizerReport, childPids, procTitle, isAlive, test, dumpLogs,
 };
