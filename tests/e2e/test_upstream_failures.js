@@ -97,3 +97,34 @@ h.test('upstream reset mid-stream ends the client stream (no hang)', async () =>
   // Either the client connection is cut, or the stream ends with an error event.
   if (text !== null) assert.match(text, /"error"/, `stream ended as if complete: ${text.slice(-300)}`);
 });
+
+h.test('a stream longer than timeout_seconds lives by stream_timeout_seconds', async () => {
+  await mock.reset();
+  // timeout_seconds is 1 and the stream takes about 2 s: it must not be cut.
+  const s = await gwO.openai().chat.completions.create({
+    model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'long but fine [[mock:events=6,event_interval_ms=300]]' }],
+  });
+  let text = '';
+  for await (const c of s) text += (c.choices[0] && c.choices[0].delta.content) || '';
+  assert.equal(text, 'mock reply: long but fine');
+  const [rec] = await mock.requests('/v1/chat/completions');
+  assert.equal(rec.outcome, 'completed');
+});
+
+h.test('a malformed upstream SSE event ends the stream and ktd keeps serving', async () => {
+  for (const [gw, path, json, hdr] of [
+    [gwO, '/v1/chat/completions', { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'bad sse [[mock:malformed_sse]]' }] }, {}],
+    [gwA, '/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 20, stream: true, messages: [{ role: 'user', content: 'bad sse [[mock:malformed_sse]]' }] }, AV],
+    // Translated: the OpenAI client on the anthropic target has to parse the broken event.
+    [gwA, '/v1/chat/completions', { model: 'claude-sonnet-4-20250514', stream: true, messages: [{ role: 'user', content: 'bad sse [[mock:malformed_sse]]' }] }, {}],
+  ]) {
+    const t0 = Date.now();
+    try {
+      const r = await h.streamChunks(`${gw.url}${path}`, { json, headers: hdr });
+      assert.ok(r.status === 200 || r.status >= 500, `status ${r.status}`);
+    } catch (e) { /* a cut connection is an acceptable end */ }
+    assert.ok(Date.now() - t0 < 5000, 'the stream did not end');
+    const ok = await h.request(`${gw.url}${path}`, { method: 'POST', headers: hdr, json: { ...json, stream: false, messages: [{ role: 'user', content: 'still alive' }] } });
+    assert.equal(ok.status, 200);
+  }
+});

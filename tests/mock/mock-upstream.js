@@ -365,6 +365,13 @@ function createMock(opts = {}) {
       }
       res.write(events[i++]);
       rec.events_sent = i;
+      // The response ends with its last event (no pause): a client that stops
+      // reading at [DONE] / message_stop has not cut the stream short.
+      if (i >= events.length && b.reset_after_events === undefined) {
+        res.end();
+        finish(rec, 'completed');
+        return;
+      }
       if (interval > 0) setTimeout(step, interval);
       else setImmediate(step);
     };
