@@ -28,6 +28,9 @@
 // Keys: status=N retry_after=S delay_headers_ms=N hang reset_after_events=N
 //   malformed_sse event_interval_ms=N events=N text=STR (replaces the reply text)
 //   error_type=STR error_message=STR (override the error body)
+//   pad=N (append " " and N dots to the reply text: big streams for backpressure tests)
+// Streams honour backpressure (the next event waits for 'drain'); requests record
+// blocked_count and blocked_ms.
 //
 // Replies are deterministic: "mock reply: <last user text>" (directives removed,
 // " [images:N]" appended when the request carries images), split into `events`
@@ -63,7 +66,7 @@ const OPENAI_ERROR_TYPES = {
 const BEHAVIOUR_KEYS = {
   status: 'int', retry_after: 'int', delay_headers_ms: 'int', hang: 'bool',
   reset_after_events: 'int', malformed_sse: 'bool', event_interval_ms: 'int',
-  events: 'int', text: 'str', error_type: 'str', error_message: 'str',
+  events: 'int', text: 'str', error_type: 'str', error_message: 'str', pad: 'int',
 };
 
 function parseArgs(argv) {
@@ -209,6 +212,11 @@ function analyse(format, body) {
 }
 
 function replyText(a, behaviour) {
+  const t = replyText0(a, behaviour);
+  return behaviour.pad ? t + ' ' + '.'.repeat(behaviour.pad) : t;
+}
+
+function replyText0(a, behaviour) {
   if (behaviour.text !== undefined) return behaviour.text;
   if (a.lastToolResult !== null) return `mock reply: tool result: ${a.lastToolResult}`;
   let t = `mock reply: ${stripDirectives(a.lastUserText.replace(/\[\[tool\]\]/g, ''))}`;
@@ -280,7 +288,7 @@ function createMock(opts = {}) {
       method: req.method, path: req.url, headers: { ...req.headers },
       body: parsed, raw_body: parsed === undefined ? rawBody : undefined,
       body_bytes: Buffer.byteLength(rawBody), status: null, outcome: 'pending',
-      events_sent: 0, behaviour: {}, tag,
+      events_sent: 0, blocked_count: 0, blocked_ms: 0, behaviour: {}, tag,
     };
     return rec;
   }
@@ -363,7 +371,7 @@ function createMock(opts = {}) {
         finish(rec, 'completed');
         return;
       }
-      res.write(events[i++]);
+      const flushed = res.write(events[i++]);
       rec.events_sent = i;
       // The response ends with its last event (no pause): a client that stops
       // reading at [DONE] / message_stop has not cut the stream short.
@@ -372,8 +380,12 @@ function createMock(opts = {}) {
         finish(rec, 'completed');
         return;
       }
-      if (interval > 0) setTimeout(step, interval);
-      else setImmediate(step);
+      // Honour backpressure like a real server: wait for the reader to drain.
+      const next = () => (interval > 0 ? setTimeout(step, interval) : setImmediate(step));
+      if (flushed) return next();
+      const t0 = Date.now();
+      rec.blocked_count++;
+      res.once('drain', () => { rec.blocked_ms += Date.now() - t0; next(); });
     };
     step();
   }

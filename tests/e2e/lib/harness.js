@@ -295,6 +295,14 @@ function holdsInode(pid, inodes) {
   return false;
 }
 
+// Resident set size of a process in KiB (0 when it is gone).
+function rssKb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch (e) { return 0; }
+}
+
 function isAlive(pid) {
   try { process.kill(pid, 0); } catch (e) { return false; }
   try {
@@ -599,5 +607,5 @@ module.exports = {
   SRCDIR, BUILDDIR, KEYS, CLIENT_KEY, MOCK_JS,
   sleep, deadline, freePort, waitFor, request, load, curl, parseCurlI, parseSse, streamChunks,
   startMock, startKtd, stopAll, openaiTarget, anthropicTarget, baseConfig, configToYaml, merge,
-  openaiClient, anthropicClient, sanitizerReport, childPids, procTitle, isAlive, test, dumpLogs,
+  openaiClient, anthropicClient, sanitizerReport, childPids, procTitle, isAlive, rssKb, test, dumpLogs,
 };
