@@ -446,18 +446,30 @@ function baseConfig(dir, port, targets) {
 // ---- ktd ----------------------------------------------------------------------
 
 // Starts ktd: {targets, workers=2, config (merged over the base), env, args}.
-async function startKtd({ targets, workers = 2, config = {}, env = {}, args = [], waitHealthy = true } = {}) {
-  const ktd = path.join(BUILDDIR, 'ktd');
-  if (!fs.existsSync(ktd)) throw new Error(`no ktd binary at ${ktd} (set KT_BUILDDIR)`);
+// via: 'kt' runs `kt gateway run --listen ... --policy-config FILE...` instead, with
+// `layers` (config objects) written to more files layered over the first.
+async function startKtd({ targets, workers = 2, config = {}, env = {}, args = [], waitHealthy = true,
+  via = 'ktd', layers = [] } = {}) {
+  const prog = path.join(BUILDDIR, via === 'kt' ? 'kt' : 'ktd');
+  if (!fs.existsSync(prog)) throw new Error(`no ${via} binary at ${prog} (set KT_BUILDDIR)`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-e2e-'));
   live.dirs.push(dir);
   const port = await freePort();
   const cfg = merge(baseConfig(dir, port, targets || []), config);
   const configPath = path.join(dir, 'ktd.yaml');
   fs.writeFileSync(configPath, configToYaml(cfg));
+  const layerPaths = layers.map((l, i) => {
+    const p = path.join(dir, `layer-${i + 1}.yaml`);
+    fs.writeFileSync(p, configToYaml(l));
+    return p;
+  });
+  const argv = via === 'kt'
+    ? ['gateway', 'run', '--listen', `127.0.0.1:${port}`, '--workers', String(workers),
+      ...[configPath, ...layerPaths].flatMap((p) => ['--policy-config', p]), ...args]
+    : ['-c', configPath, '-f', '-w', String(workers), ...args];
   const stderrPath = path.join(dir, 'ktd.stderr');
   const errFd = fs.openSync(stderrPath, 'a');
-  const child = spawn(ktd, ['-c', configPath, '-f', '-w', String(workers), ...args], {
+  const child = spawn(prog, argv, {
     stdio: ['ignore', errFd, errFd], detached: true, cwd: dir,
     env: { ...process.env, ...KEYS, ...env },
   });
