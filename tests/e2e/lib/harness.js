@@ -445,7 +445,7 @@ function baseConfig(dir, port, targets) {
 
 // ---- ktd ----------------------------------------------------------------------
 
-// Starts ktd: {targets, workers=2, config (merged over the base), env, args}.
+// Starts ktd: {targets, workers=2, config (merged over the base; or (dir, port) => config), env, args}.
 // via: 'kt' runs `kt gateway run --listen ... --policy-config FILE...` instead, with
 // `layers` (config objects) written to more files layered over the first.
 async function startKtd({ targets, workers = 2, config = {}, env = {}, args = [], waitHealthy = true,
@@ -455,7 +455,8 @@ async function startKtd({ targets, workers = 2, config = {}, env = {}, args = []
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-e2e-'));
   live.dirs.push(dir);
   const port = await freePort();
-  const cfg = merge(baseConfig(dir, port, targets || []), config);
+  // config may be a function of the temp dir and port (for paths inside the dir).
+  const cfg = merge(baseConfig(dir, port, targets || []), typeof config === 'function' ? config(dir, port) : config);
   const configPath = path.join(dir, 'ktd.yaml');
   fs.writeFileSync(configPath, configToYaml(cfg));
   const layerPaths = layers.map((l, i) => {
