@@ -848,6 +848,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 static void on_reopen(evutil_socket_t sig, short what, void *arg)
 {
     struct audit *a = arg;
+    kt_log_reopen();   /* the process log (server.log.file) too, like every process */
     do_sync(a);
     int old = a->fd;
     if (open_current(a) < 0) {

@@ -75,6 +75,11 @@ static void prober_stop(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(g_prober_base);
 }
 
+static void prober_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    kt_log_reopen();
+}
+
 int kt_proc_prober_main(const struct kt_config *cfg)
 {
     const struct kt_providers *p = &cfg->providers;
@@ -138,12 +143,15 @@ int kt_proc_prober_main(const struct kt_config *cfg)
     g_prober_base = event_base_new();
     struct event *t1 = evsignal_new(g_prober_base, SIGTERM, prober_stop, NULL);
     struct event *t2 = evsignal_new(g_prober_base, SIGINT, prober_stop, NULL);
+    struct event *t3 = evsignal_new(g_prober_base, SIGUSR1, prober_reopen, NULL);
     event_add(t1, NULL);
     event_add(t2, NULL);
+    event_add(t3, NULL);
     kt_info("probing %zu target(s)", n);
     int rc = kt_prober_run(g_prober_base, specs, n, st);
     event_free(t1);
     event_free(t2);
+    event_free(t3);
     event_base_free(g_prober_base);
     st->ops->close(st);
     for (size_t i = 0; i < n; i++) {
