@@ -325,13 +325,18 @@ static void flow_finish(struct kt_flow *f, int status)
     struct kt_srv *s = f->s;
     s->metrics.tokens_in += f->usage.input > 0 ? (uint64_t)f->usage.input : 0;
     s->metrics.tokens_out += f->usage.output > 0 ? (uint64_t)f->usage.output : 0;
-    /* Tokens are known only now: charge them to the target's budget. */
-    if (s->state && f->trt && f->trt->t->rate_limit.tokens_per_minute > 0) {
-        long tokens = kt_usage_prompt_total(&f->usage) + (f->usage.output > 0 ? f->usage.output : 0);
-        char key[KT_STATE_KEY_MAX];
-        if (tokens > 0 && kt_ratelimit_key(key, sizeof key, 't', f->trt->t->id, "tpm") == 0)
-            kt_ratelimit_charge(s->state, key, &s->route[f->trt - s->targets].tpm, (uint64_t)tokens,
-                                kt_wall_ms(), NULL);
+    /* Tokens are known only now: charge them to the target's budget and
+     * to the client key's. */
+    long tokens = kt_usage_prompt_total(&f->usage) + (f->usage.output > 0 ? f->usage.output : 0);
+    char key[KT_STATE_KEY_MAX];
+    if (s->state && tokens > 0 && f->trt && f->trt->t->rate_limit.tokens_per_minute > 0 &&
+        kt_ratelimit_key(key, sizeof key, 't', f->trt->t->id, "tpm") == 0)
+        kt_ratelimit_charge(s->state, key, &s->route[f->trt - s->targets].tpm, (uint64_t)tokens,
+                            kt_wall_ms(), NULL);
+    if (s->state && tokens > 0 && f->key && f->key->rate_limit.tokens_per_minute > 0 &&
+        kt_ratelimit_key(key, sizeof key, 'k', f->key->id, "tpm") == 0) {
+        struct kt_ratelimit lim = { (uint64_t)f->key->rate_limit.tokens_per_minute, 60000 };
+        kt_ratelimit_charge(s->state, key, &lim, (uint64_t)tokens, kt_wall_ms(), NULL);
     }
     audit_write(f, status);
     kt_debug("request %s done: status %d target %s latency %lluus", f->rid, status,
@@ -978,19 +983,29 @@ static int authenticate(struct kt_flow *f, const char **why)
     return 401;
 }
 
-/* client_rate_limit: per client key limits, the "k:<id>:rpm" keys. */
+/* client_rate_limit: per client key limits, the "k:<id>:rpm" and
+ * "k:<id>:tpm" keys (tokens are charged after the response, in
+ * flow_finish, and checked here before the next request). */
 static int client_rate_limit(struct kt_flow *f, long *retry_after_s)
 {
-    if (f->key == NULL || f->s->state == NULL || f->key->rate_limit.requests_per_minute <= 0)
+    if (f->key == NULL || f->s->state == NULL)
         return 0;
+    const struct kt_rate_limit *rl = &f->key->rate_limit;
     char key[KT_STATE_KEY_MAX];
-    struct kt_ratelimit lim = { (uint64_t)f->key->rate_limit.requests_per_minute, 60000 };
-    uint64_t ra = 0;
-    if (kt_ratelimit_key(key, sizeof key, 'k', f->key->id, "rpm") != 0)
-        return 0;
-    if (kt_ratelimit_take(f->s->state, key, &lim, 1, kt_wall_ms(), &ra, NULL) == KT_ELIMIT) {
-        *retry_after_s = (long)((ra + 999) / 1000);
-        return 429;
+    uint64_t ra = 0, now = kt_wall_ms();
+    if (rl->tokens_per_minute > 0 && kt_ratelimit_key(key, sizeof key, 'k', f->key->id, "tpm") == 0) {
+        struct kt_ratelimit lim = { (uint64_t)rl->tokens_per_minute, 60000 };
+        if (kt_ratelimit_check(f->s->state, key, &lim, now, &ra, NULL) == KT_ELIMIT) {
+            *retry_after_s = (long)((ra + 999) / 1000);
+            return 429;
+        }
+    }
+    if (rl->requests_per_minute > 0 && kt_ratelimit_key(key, sizeof key, 'k', f->key->id, "rpm") == 0) {
+        struct kt_ratelimit lim = { (uint64_t)rl->requests_per_minute, 60000 };
+        if (kt_ratelimit_take(f->s->state, key, &lim, 1, now, &ra, NULL) == KT_ELIMIT) {
+            *retry_after_s = (long)((ra + 999) / 1000);
+            return 429;
+        }
     }
     return 0;
 }

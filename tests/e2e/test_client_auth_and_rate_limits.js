@@ -12,6 +12,7 @@ const h = require('./lib/harness');
 const sha = (s) => crypto.createHash('sha256').update(s).digest('hex');
 const KEY_B = 'client-key-team-b-0002';
 const KEY_RL = 'client-key-limited-0003';
+const KEY_TPM = 'client-key-tokens-0004';
 
 let mock;
 let gw;
@@ -24,6 +25,7 @@ before(async () => {
       { id: 'team-a', sha256: sha(h.CLIENT_KEY) },
       { id: 'team-b', sha256: sha(KEY_B), models: ['claude-sonnet-4-20250514'] },
       { id: 'limited', sha256: sha(KEY_RL), rate_limit: { requests_per_minute: 3 } },
+      { id: 'thrifty', sha256: sha(KEY_TPM), rate_limit: { tokens_per_minute: 30 } },
     ] } } },
   });
   gwOff = await h.startKtd({ targets: [h.openaiTarget(mock)], config: { pack: { enabled: false } }, waitHealthy: false });
@@ -76,6 +78,23 @@ h.test('a key rate limit → 429 in the client format, across workers', async ()
   assert.ok(ok >= 1 && ok <= 3, `statuses ${statuses}`);
   assert.equal(statuses.filter((s) => s === 429).length, 8 - ok, `statuses ${statuses}`);
   assert.equal(typeof last429.json.error.message, 'string');
+});
+
+h.test('a key token budget: charged from usage after each response, 429 once spent', async () => {
+  await mock.reset();
+  const statuses = [];
+  for (let i = 0; i < 8; i++) {
+    const r = await h.request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST', fresh: true, headers: { authorization: `Bearer ${KEY_TPM}` },
+      json: { model: 'gpt-4o', messages: [{ role: 'user', content: 'spend some tokens on a reply of several words' }] },
+    });
+    statuses.push(r.status);
+    if (r.status === 429) assert.ok(Number(r.headers['retry-after']) >= 1);
+  }
+  const ok = statuses.filter((x) => x === 200).length;
+  assert.ok(ok >= 1 && ok < 8, `statuses ${statuses}`);
+  assert.deepEqual(statuses.slice(ok), Array(8 - ok).fill(429), `statuses ${statuses}`);
+  assert.equal((await mock.stats()).requests, ok, 'refused requests never reach the provider');
 });
 
 h.test('pack.enabled: false → 503 for traffic', async () => {
