@@ -96,6 +96,7 @@ struct kt_flow {
     struct evbuffer *chunk;        /* one chunk on its way to evhtp, reused */
     struct kt_usage usage;
     int upstream_paused;
+    int hidden_usage;              /* we asked upstream for usage the client did not */
     struct event *dc_watch;        /* client-gone watch while paused */
     int status_sent;
 };
@@ -569,8 +570,8 @@ static void start_client_stream(struct kt_flow *f)
     enum kt_format tfmt = f->trt->t->format;
     f->dec = kt_stream_dec_new(&f->arena, tfmt);
     int policies = kt_policy_chain_has_response_phase(f->s->chain);
-    if (tfmt != f->cfmt || policies) {
-        struct kt_stream_opts o = { .include_usage = f->ireq.include_usage };
+    if (tfmt != f->cfmt || policies || f->hidden_usage) {
+        struct kt_stream_opts o = { .include_usage = f->ireq.include_usage && !f->hidden_usage };
         f->enc = kt_stream_enc_new(&f->arena, f->cfmt, &o);
         if (policies)
             f->ps = kt_policy_stream_new(f->s->chain, &f->arena);
@@ -889,6 +890,13 @@ static void attempt_start(struct kt_flow *f)
 
     if (fit_context(f, t) != 0)
         return;
+    /* An OpenAI stream reports usage only when asked; the audit record needs
+     * it, so ask upstream and keep the extra chunk from a client that did not. */
+    if (f->ireq.stream && t->format == KT_FMT_OPENAI && !f->ireq.include_usage && f->s->audit) {
+        f->ireq.modified = 1;
+        f->ireq.include_usage = 1;
+        f->hidden_usage = 1;
+    }
     kt_buf_reset(&f->up_body);
     if (kt_wire_encode_request(t->format, &f->ireq, t->model, &f->up_body) != 0) {
         reply_error(f, 400, KT_IRE_INVALID_REQUEST, "translation_error",
