@@ -1,14 +1,13 @@
 -- chat.lua: wrk script of the benchmark. POSTs a realistic ~1 KB OpenAI
 -- Chat Completions body (system prompt, a short exchange, a user question).
--- Arguments after `--`: PATH MODEL STREAM(0|1) [MAX_REQUESTS]
+-- Arguments after `--`: PATH MODEL STREAM(0|1)
 --   PATH          request path, e.g. /v1/chat/completions (ktd) or
 --                 /json/v1/messages (nginx -> mock)
 --   MODEL         model name; ktd picks the target by it
 --   STREAM        1 sets "stream": true
---   MAX_REQUESTS  stop each thread after this many responses (0: run for -d)
 -- done() prints one machine-readable line starting with "BENCH ".
 
-local path, model, stream, max_req = "/v1/chat/completions", "claude-json", false, 0
+local path, model, stream = "/v1/chat/completions", "claude-json", false
 
 local function body_for(m, s)
   return '{"model":"' .. m .. '","max_tokens":512,"temperature":0.2,' ..
@@ -33,20 +32,12 @@ function init(args)
   if args[1] then path = args[1] end
   if args[2] then model = args[2] end
   stream = args[3] == "1"
-  max_req = tonumber(args[4] or "0") or 0
   wrk.method = "POST"
   wrk.path = path
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer sk-bench-unused"
   wrk.body = body_for(model, stream)
   req = wrk.format()
-  count = 0
-  if max_req > 0 then
-    response = function(status, headers, body)
-      count = count + 1
-      if count >= max_req then wrk.thread:stop() end
-    end
-  end
 end
 
 function request()
