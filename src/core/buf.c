@@ -40,7 +40,11 @@ int kt_buf_puts(struct kt_buf *b, const char *s)
 
 int kt_buf_putc(struct kt_buf *b, char c)
 {
-    return kt_buf_append(b, &c, 1);
+    if (b->len + 2 > b->cap && kt_buf_reserve(b, 1))
+        return KT_ENOMEM;
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return 0;
 }
 
 int kt_buf_printf(struct kt_buf *b, const char *fmt, ...)
@@ -60,38 +64,54 @@ int kt_buf_printf(struct kt_buf *b, const char *fmt, ...)
     return 0;
 }
 
+/* Bytes that JSON strings must escape: control characters, '"' and '\\'. */
+static inline int needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\';
+}
+
 int kt_buf_json_str(struct kt_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (kt_buf_reserve(b, n + 2))
+    /* Worst case 6 bytes per input byte; reserve once, then write in place
+     * with runs of plain bytes copied whole (this is on every hot path). */
+    if (kt_buf_reserve(b, n * 6 + 2))
         return KT_ENOMEM;
-    b->data[b->len++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc = 0;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && !needs_escape((unsigned char)s[run]))
+            run++;
+        memcpy(o, s + i, run - i);
+        o += run - i;
+        i = run;
+        if (i == n)
+            break;
+        unsigned char c = (unsigned char)s[i++];
+        *o++ = '\\';
         switch (c) {
-        case '"': esc = '"'; break;
-        case '\\': esc = '\\'; break;
-        case '\n': esc = 'n'; break;
-        case '\r': esc = 'r'; break;
-        case '\t': esc = 't'; break;
-        case '\b': esc = 'b'; break;
-        case '\f': esc = 'f'; break;
-        default: break;
-        }
-        if (esc) {
-            char e[2] = { '\\', esc };
-            if (kt_buf_append(b, e, 2))
-                return KT_ENOMEM;
-        } else if (c < 0x20) {
-            char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-            if (kt_buf_append(b, e, 6))
-                return KT_ENOMEM;
-        } else if (kt_buf_putc(b, (char)c)) {
-            return KT_ENOMEM;
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+            break;
         }
     }
-    return kt_buf_putc(b, '"');
+    *o++ = '"';
+    *o = '\0';
+    b->len = (size_t)(o - b->data);
+    return 0;
 }
 
 void kt_buf_consume(struct kt_buf *b, size_t n)

@@ -19,12 +19,33 @@
 #include "kt/log.h"
 #include "kt/upstream.h"
 
+#define EASY_POOL_MAX 64
+
 struct kt_upstream {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
     size_t active;
+    /* Finished easy handles, reset and kept: creating one per request costs
+     * more than the request's own work in the client. */
+    CURL *pool[EASY_POOL_MAX];
+    size_t npool;
 };
+
+static CURL *easy_get(struct kt_upstream *up)
+{
+    return up->npool ? up->pool[--up->npool] : curl_easy_init();
+}
+
+static void easy_put(struct kt_upstream *up, CURL *e)
+{
+    if (up->npool < EASY_POOL_MAX) {
+        curl_easy_reset(e);
+        up->pool[up->npool++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+}
 
 struct kt_upcall {
     struct kt_upstream *up;
@@ -50,7 +71,7 @@ static void check_done(struct kt_upstream *up);
 static void call_free(struct kt_upcall *c)
 {
     curl_multi_remove_handle(c->up->multi, c->easy);
-    curl_easy_cleanup(c->easy);
+    easy_put(c->up, c->easy);
     curl_slist_free_all(c->headers);
     c->up->active--;
     free(c);
@@ -156,7 +177,7 @@ static void check_done(struct kt_upstream *up)
         curl_multi_remove_handle(up->multi, c->easy);
         c->in_callback = 1;
         c->cbs.on_done(c->ud, map_result(rc), c->status, errmsg);
-        curl_easy_cleanup(c->easy);
+        easy_put(up, c->easy);
         curl_slist_free_all(c->headers);
         up->active--;
         free(c);
@@ -269,6 +290,8 @@ void kt_upstream_free(struct kt_upstream *up)
 {
     if (up == NULL)
         return;
+    while (up->npool)
+        curl_easy_cleanup(up->pool[--up->npool]);
     if (up->multi)
         curl_multi_cleanup(up->multi);
     if (up->timer)
@@ -291,7 +314,7 @@ struct kt_upcall *kt_upcall_start(struct kt_upstream *up, const struct kt_upcall
     c->cbs = *cbs;
     c->ud = ud;
     c->retry_after_s = -1;
-    c->easy = curl_easy_init();
+    c->easy = easy_get(up);
     if (c->easy == NULL) {
         free(c);
         return NULL;
@@ -330,7 +353,7 @@ struct kt_upcall *kt_upcall_start(struct kt_upstream *up, const struct kt_upcall
     if (req->stream)
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
     if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+        easy_put(up, e);
         curl_slist_free_all(c->headers);
         free(c);
         return NULL;
