@@ -310,7 +310,7 @@ static const struct keyshape {
     unsigned char charset;     /* KS_* */
     unsigned char need_mix;    /* must hold a digit and a letter */
     unsigned short minb, maxb; /* body length after the prefix */
-} kt_keys[] = {
+} kt_keys[] = {                 /* a new first byte goes in kt_key_first too */
     { "sk-ant-", KS_KEY, 1, 20, 200 },      /* Anthropic */
     { "sk-", KS_KEY, 1, 20, 200 },          /* OpenAI, incl. sk-proj-, sk-svcacct- */
     { "AKIA", KS_UPNUM, 0, 16, 16 },        /* AWS access key id */
@@ -329,6 +329,11 @@ static const struct keyshape {
     { "AIza", KS_KEY, 0, 35, 35 },          /* Google API key */
 };
 
+/* First bytes of the prefixes above: most words start with none of them. */
+static const unsigned char kt_key_first[256] = {
+    ['s'] = 1, ['A'] = 1, ['g'] = 1, ['x'] = 1,
+};
+
 static int key_char(int c, unsigned charset)
 {
     if (c < 0)
@@ -344,6 +349,8 @@ static int key_char(int c, unsigned charset)
 
 static int m_key(struct scan *s, size_t i, struct kt_pii_match *m)
 {
+    if (!kt_key_first[s->t[i]])
+        return 0;
     for (size_t k = 0; k < sizeof kt_keys / sizeof kt_keys[0]; k++) {
         const struct keyshape *ks = &kt_keys[k];
         if (s->t[i] != (unsigned char)ks->prefix[0])
@@ -837,6 +844,17 @@ static const struct matcher {
 
 enum { SCAN_MATCH, SCAN_DONE, SCAN_MORE };
 
+/* in_word: t[i] continues a word (and not an escape). after_escape needs a
+ * backslash 2 or 6 bytes back, so test for one first: this runs per byte. */
+static int in_word(const struct scan *s, size_t i)
+{
+    if (i == 0 || !(kt_cls[s->t[i - 1]] & C_ALNUM))
+        return 0;
+    if ((i >= 2 && s->t[i - 2] == '\\') || (i >= 6 && s->t[i - 6] == '\\'))
+        return !after_escape(s, i);
+    return 1;
+}
+
 /* scan_next: from pos, find the next match. SCAN_DONE: none up to len.
  * SCAN_MORE: the decision at *stop needs input not yet seen. */
 static int scan_next(struct scan *s, size_t pos, unsigned mask,
@@ -848,8 +866,8 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
             continue;           /* spaces, punctuation, UTF-8: nothing starts here */
         if (i > 0 && s->t[i - 1] == '\\' && escaped(s, i))
             continue;           /* "\n", "\u": a redaction must not split an escape */
-        if (i > 0 && (kt_cls[s->t[i - 1]] & C_ALNUM) && !after_escape(s, i))
-            continue;           /* inside a word: every matcher's left boundary fails */
+        if (in_word(s, i))
+            continue;           /* every matcher's left boundary fails there */
         for (size_t k = 0; k < sizeof kt_matchers / sizeof kt_matchers[0]; k++) {
             const struct matcher *mt = &kt_matchers[k];
             if (!(cls & mt->trigger) || !(mask & KT_PII_BIT(mt->entity)))
