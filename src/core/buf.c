@@ -49,16 +49,28 @@ int kt_buf_putc(struct kt_buf *b, char c)
 
 int kt_buf_printf(struct kt_buf *b, const char *fmt, ...)
 {
+    /* One vsnprintf into the spare room; a second only when it did not fit. */
+    if (kt_buf_reserve(b, 64))
+        return KT_ENOMEM;
     va_list ap, ap2;
     va_start(ap, fmt);
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(b->data + b->len, room, fmt, ap);
     va_end(ap);
-    if (n < 0 || kt_buf_reserve(b, (size_t)n)) {
+    if (n < 0) {
         va_end(ap2);
+        b->data[b->len] = '\0';
         return KT_ENOMEM;
     }
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+    if ((size_t)n >= room) {
+        if (kt_buf_reserve(b, (size_t)n)) {
+            va_end(ap2);
+            b->data[b->len] = '\0';
+            return KT_ENOMEM;
+        }
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+    }
     va_end(ap2);
     b->len += (size_t)n;
     return 0;

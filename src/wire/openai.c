@@ -900,12 +900,22 @@ int kt_wire_openai_dec_event(struct kt_stream_dec *d, const char *event, const c
 
 static int chunk_head(struct kt_stream_enc *e, struct kt_buf *out)
 {
-    int rc = kt_buf_puts(out, "data: {\"id\":");
-    rc |= kt_wire_put_str(out, e->id);
-    rc |= kt_buf_printf(out, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
-                        e->created);
-    rc |= kt_wire_put_str(out, e->model ? e->model : "");
-    return rc;
+    if (e->chunk_head == NULL) {
+        struct kt_buf h = {0};
+        int rc = kt_buf_puts(&h, "data: {\"id\":");
+        rc |= kt_wire_put_str(&h, e->id);
+        rc |= kt_buf_printf(&h, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
+                            e->created);
+        rc |= kt_wire_put_str(&h, e->model ? e->model : "");
+        if (rc == 0) {
+            e->chunk_head = kt_arena_strndup(e->a, h.data, h.len);
+            e->chunk_head_len = h.len;
+        }
+        kt_buf_free(&h);
+        if (rc != 0 || e->chunk_head == NULL)
+            return KT_ENOMEM;
+    }
+    return kt_buf_append(out, e->chunk_head, e->chunk_head_len);
 }
 
 static int delta_open(struct kt_stream_enc *e, struct kt_buf *out)
@@ -917,8 +927,9 @@ static int delta_open(struct kt_stream_enc *e, struct kt_buf *out)
 
 static int delta_close(struct kt_buf *out, const char *finish)
 {
-    return kt_buf_printf(out, "},\"logprobs\":null,\"finish_reason\":%s%s%s}]}\n\n",
-                         finish ? "\"" : "", finish ? finish : "null", finish ? "\"" : "");
+    if (finish == NULL)
+        return kt_buf_puts(out, "},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    return kt_buf_printf(out, "},\"logprobs\":null,\"finish_reason\":\"%s\"}]}\n\n", finish);
 }
 
 static int enc_start(struct kt_stream_enc *e, const struct kt_stream_ev *ev, struct kt_buf *out)

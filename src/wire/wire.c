@@ -38,11 +38,24 @@ char *kt_wire_json_text(struct kt_arena *a, struct json_object *o)
     return s ? kt_arena_strndup(a, s, n) : NULL;
 }
 
+/* One tokener per process, reset between documents: json_tokener_new
+ * allocates a parse stack on every call, and parsing is on every request
+ * and every stream event. Workers are single-threaded. */
+static struct json_tokener *process_tokener(void)
+{
+    static struct json_tokener *tok;
+    if (tok == NULL)
+        tok = json_tokener_new();
+    else
+        json_tokener_reset(tok);
+    return tok;
+}
+
 static struct json_object *parse_json(const char *text, size_t len)
 {
     if (len > INT_MAX)
         return NULL;
-    struct json_tokener *tok = json_tokener_new();
+    struct json_tokener *tok = process_tokener();
     if (tok == NULL)
         return NULL;
     struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
@@ -58,7 +71,6 @@ static struct json_object *parse_json(const char *text, size_t len)
         json_object_put(o);
         o = NULL;
     }
-    json_tokener_free(tok);
     return o;
 }
 

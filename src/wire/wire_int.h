@@ -69,6 +69,10 @@ struct kt_stream_enc {
     /* OpenAI client: block → tool_calls index */
     struct kt_wire_imap tool_of;
     int ntools;
+    /* OpenAI client: `data: {"id":..,"object":..,"created":..,"model":..`,
+     * the same for every chunk of a stream: built once */
+    char *chunk_head;
+    size_t chunk_head_len;
 };
 
 /* ---- per-format entry points ---- */
