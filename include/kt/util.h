@@ -14,7 +14,8 @@ const char *kt_rfc3339(uint64_t wall_ms, char *out, size_t outlen);
 int kt_random_hex(char *out, size_t nbytes);
 /* kt_request_id: a fresh id such as "req_3f9a..." (out ≥ 40 bytes). */
 void kt_request_id(char *out, size_t outlen);
-uint64_t kt_random_u64(void);      /* fast PRNG seeded per process, for jitter */
+uint64_t kt_random_u64(void);      /* fast PRNG seeded per process, for jitter and ids */
+void kt_random_reseed(void);        /* call in a child right after fork */
 int kt_streq_ci(const char *a, const char *b);
 /* kt_hex_encode: binary → lowercase hex (out holds 2n+1). */
 void kt_hex_encode(const unsigned char *in, size_t n, char *out);

@@ -77,21 +77,24 @@ void kt_request_id(char *out, size_t outlen)
              (unsigned long long)(b & 0xffffffffu));
 }
 
+/* xorshift64* state, per process: seeded lazily, and again after fork by
+ * kt_random_reseed() (children must not share their parent's sequence). */
+static uint64_t rng_state;
+
+void kt_random_reseed(void)
+{
+    if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state || rng_state == 0)
+        rng_state = (uint64_t)kt_now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+}
+
 uint64_t kt_random_u64(void)
 {
-    /* xorshift64*, seeded lazily per process (re-seeded after fork by pid check). */
-    static uint64_t state;
-    static pid_t seeded_pid;
-    pid_t pid = getpid();
-    if (state == 0 || seeded_pid != pid) {
-        if (getrandom(&state, sizeof state, 0) != (ssize_t)sizeof state || state == 0)
-            state = (uint64_t)kt_now_us() ^ ((uint64_t)pid << 32) ^ 0x9E3779B97F4A7C15ull;
-        seeded_pid = pid;
-    }
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 0x2545F4914F6CDD1Dull;
+    if (rng_state == 0)
+        kt_random_reseed();
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
 }
 
 int kt_streq_ci(const char *a, const char *b)

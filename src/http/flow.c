@@ -438,7 +438,9 @@ static void report(struct kt_flow *f, int success)
         kt_breaker_report(s->state, f->trt->t->id, &s->breaker, &f->ticket, success, now, NULL);
         f->have_ticket = 0;
     }
-    if (success)
+    /* Only least_latency reads the average; a write transaction per request
+     * (and LMDB's writer lock across workers) is not free. */
+    if (success && s->strategy == KT_STRATEGY_LEAST_LATENCY)
         kt_latency_observe(s->state, f->trt->t->id, (uint32_t)((kt_now_us() - f->attempt_t0_us) / 1000u), NULL);
 }
 
@@ -558,8 +560,7 @@ static void start_client_stream(struct kt_flow *f)
     hdr_out(f, "content-type", "text/event-stream");
     hdr_out(f, "cache-control", "no-cache");
     add_route_headers(f);
-    if (f->s->stopping)
-        evhtp_request_set_keepalive(f->req, 0);
+    kt_srv_last_on_conn(f->s, f->req);
     evhtp_send_reply_chunk_start(f->req, EVHTP_RES_OK);
     f->status_sent = 200;
     f->phase = PH_STREAMING;

@@ -49,10 +49,20 @@ const char *kt_srv_request_id(evhtp_request_t *req, char *buf, size_t len)
     return buf;
 }
 
+/* Requests served on one connection before it is closed, as nginx's
+ * keepalive_requests: the last reply says Connection: close. */
+#define KEEPALIVE_REQUESTS 10000
+
+void kt_srv_last_on_conn(struct kt_srv *s, evhtp_request_t *req)
+{
+    evhtp_connection_t *c = evhtp_request_get_connection(req);
+    if (s->stopping || (c && c->num_requests >= KEEPALIVE_REQUESTS))
+        evhtp_request_set_keepalive(req, 0);   /* tell the client not to come back here */
+}
+
 void kt_srv_reply_json(struct kt_srv *s, evhtp_request_t *req, int status, const char *body, size_t len)
 {
-    if (s->stopping)
-        evhtp_request_set_keepalive(req, 0);   /* tell the client not to come back here */
+    kt_srv_last_on_conn(s, req);
     add_header(req, "content-type", "application/json");
     evbuffer_add(req->buffer_out, body, len);
     kt_srv_count_status(s, status);
@@ -413,7 +423,8 @@ int kt_srv_listen(struct kt_srv *s, const int *fds, size_t n)
         struct timeval rt = { sv->read_timeout_seconds > 0 ? sv->read_timeout_seconds : 60, 0 };
         struct timeval wt = { 60, 0 };
         evhtp_set_timeouts(h, &rt, &wt);
-        evhtp_set_max_keepalive_requests(h, 10000);
+        /* No libevhtp cap: it closes the socket without telling the client
+         * (whose next POST then fails); kt_srv_last_on_conn does it right. */
         evhtp_disable_flag(h, EVHTP_FLAG_ENABLE_100_CONT);
         if (sv->tls_cert && sv->tls_key) {
             /* HTTPS on every listener; TLS 1.2 and newer only. */

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "kt/log.h"
 #include "kt/upstream.h"
@@ -62,7 +63,8 @@ struct kt_upcall {
 
 /* One per socket curl watches. */
 struct sock_watch {
-    struct event *ev;
+    struct event ev;
+    short kind;               /* EV_READ/EV_WRITE now registered */
     struct kt_upstream *up;
 };
 
@@ -100,26 +102,27 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     struct sock_watch *w = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (w) {
-            event_free(w->ev);
+            event_del(&w->ev);
             free(w);
             curl_multi_assign(up->multi, s, NULL);
         }
         return 0;
     }
-    short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     if (w == NULL) {
         w = calloc(1, sizeof *w);
         if (w == NULL)
             return -1;
         w->up = up;
         curl_multi_assign(up->multi, s, w);
+    } else if (w->kind == kind) {
+        return 0;             /* unchanged: no epoll_ctl */
     } else {
-        event_free(w->ev);
+        event_del(&w->ev);
     }
-    w->ev = event_new(up->base, s, kind, on_socket_event, up);
-    if (w->ev == NULL)
-        return -1;
-    event_add(w->ev, NULL);
+    w->kind = kind;
+    event_assign(&w->ev, up->base, s, EV_PERSIST | kind, on_socket_event, up);
+    event_add(&w->ev, NULL);
     return 0;
 }
 

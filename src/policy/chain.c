@@ -20,6 +20,10 @@ struct kt_policy_chain {
     int pii_on, pii_response;
     struct kt_injection_scratch inj;
     struct kt_buf tmp;
+    /* Redacted stream text of the event being handled: reset per event and
+     * copied into the request arena before the event returns, so one
+     * buffer per worker serves every stream (no per-stream heap memory). */
+    struct kt_buf emit;
 };
 
 #define MAX_STREAM_BLOCKS 16
@@ -28,7 +32,6 @@ struct kt_policy_stream {
     struct kt_policy_chain *c;
     struct kt_arena *a;
     struct kt_pii_stream *blocks[MAX_STREAM_BLOCKS];
-    struct kt_buf emit;
     size_t redactions;
     int recorded;
 };
@@ -62,6 +65,7 @@ void kt_policy_chain_free(struct kt_policy_chain *c)
         return;
     kt_injection_scratch_free(&c->inj);
     kt_buf_free(&c->tmp);
+    kt_buf_free(&c->emit);
     free(c);
 }
 
@@ -299,9 +303,10 @@ int kt_policy_stream_event(struct kt_policy_stream *ps, struct kt_stream_ev *ev,
             return -1;
         kt_pii_stream_init(ps->blocks[idx], o->entities);
     }
-    kt_buf_reset(&ps->emit);
+    struct kt_buf *emit = &ps->c->emit;
+    kt_buf_reset(emit);
     size_t count = 0;
-    if (kt_pii_stream_feed(ps->blocks[idx], ev->text, ev->len, &ps->emit, &count) != 0)
+    if (kt_pii_stream_feed(ps->blocks[idx], ev->text, ev->len, emit, &count) != 0)
         return -1;
     ps->redactions += count;
     if (count && o->action != KT_PII_REDACT) {
@@ -321,9 +326,9 @@ int kt_policy_stream_event(struct kt_policy_stream *ps, struct kt_stream_ev *ev,
         snprintf(d->detail, sizeof d->detail, "stream");
     }
     /* Point the event at the redacted, possibly shorter, text. */
-    char *t = kt_arena_strndup(ps->a, ps->emit.data ? ps->emit.data : "", ps->emit.len);
+    char *t = kt_arena_strndup(ps->a, emit->data ? emit->data : "", emit->len);
     ev->text = t;
-    ev->len = ps->emit.len;
+    ev->len = emit->len;
     return 0;
 }
 

@@ -291,6 +291,7 @@ static void child_setup(const struct master *m, const char *role)
     signal(SIGPIPE, SIG_IGN);
     sigprocmask(SIG_SETMASK, &none, NULL);
     kt_log_set_role(role);
+    kt_random_reseed();
     /* "ktd: worker" in ps/top/pgrep -l (the kernel keeps 15 bytes). */
     char title[16];
     snprintf(title, sizeof title, "ktd: %s", role);

@@ -78,7 +78,14 @@ int kt_worker_run(const struct kt_worker_ctx *ctx)
     static struct worker w;
     memset(&w, 0, sizeof w);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct event_base *base = event_base_new();
+    /* The changelist folds an event_del/event_add pair within one loop turn
+     * into no epoll_ctl at all (libcurl and evhtp both do such pairs). */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = ecfg ? event_base_new_with_config(ecfg) : event_base_new();
+    if (ecfg)
+        event_config_free(ecfg);
     if (base == NULL || kt_srv_init(&w.srv, base, ctx->cfg) != 0) {
         kt_error("worker: cannot initialise");
         return 1;
