@@ -735,9 +735,135 @@ static int dec_event(struct kt_stream_dec *d, struct json_object *root, kt_strea
     return 0;       /* ping and unknown future events */
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63));
+        o[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63));
+    o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* fast_text_delta: most events of a text stream have exactly this shape;
+ * decode it without building a JSON tree (json-c costs ~10k instructions an
+ * event). Anything else, or anything odd inside, returns 0 and the event
+ * takes the general path. out holds outcap bytes; *n gets the text length. */
+static int fast_text_delta(const char *p, size_t len, int *index, char *out, size_t outcap, size_t *n)
+{
+    static const char head[] = "{\"type\":\"content_block_delta\",\"index\":";
+    static const char mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":\"";
+    const char *end = p + len;
+    if (len < sizeof head + sizeof mid || memcmp(p, head, sizeof head - 1) != 0)
+        return 0;
+    p += sizeof head - 1;
+    int idx = 0, digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 6) {
+        idx = idx * 10 + (*p++ - '0');
+        digits++;
+    }
+    if (digits == 0 || (size_t)(end - p) < sizeof mid - 1 || memcmp(p, mid, sizeof mid - 1) != 0)
+        return 0;
+    p += sizeof mid - 1;
+    size_t o = 0;
+    while (p < end && *p != '"') {
+        if (o + 5 > outcap)            /* a UTF-8 sequence and the NUL */
+            return 0;
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20)
+            return 0;
+        if (c != '\\') {
+            out[o++] = (char)c;
+            p++;
+            continue;
+        }
+        if (end - p < 2)
+            return 0;
+        char e = p[1];
+        p += 2;
+        switch (e) {
+        case '"': out[o++] = '"'; break;
+        case '\\': out[o++] = '\\'; break;
+        case '/': out[o++] = '/'; break;
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'u': {
+            if (end - p < 4)
+                return 0;
+            int cp = hex4(p);
+            p += 4;
+            if (cp < 0)
+                return 0;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+                    return 0;
+                int lo = hex4(p + 2);
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return 0;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return 0;
+            }
+            o += put_utf8(out + o, (unsigned)cp);
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+    if (p >= end)
+        return 0;
+    p++;                                   /* the closing quote */
+    if (end - p < 2 || p[0] != '}' || p[1] != '}')
+        return 0;
+    for (p += 2; p < end; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
+            return 0;
+    *index = idx;
+    *n = o;
+    return 1;
+}
+
 int kt_wire_anthropic_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
                                 size_t len, kt_stream_ev_fn cb, void *ud, struct kt_err *err)
 {
+    char text[4096];
+    int index;
+    size_t n;
+    if (fast_text_delta(data, len, &index, text, sizeof text, &n)) {
+        if (n == 0)
+            return 0;
+        text[n] = '\0';   /* fits: fast_text_delta keeps room for it */
+        struct kt_stream_ev ev = { .type = KT_EV_TEXT_DELTA, .index = index, .text = text, .len = n };
+        int rc = emit(cb, ud, &ev, err);
+        return rc < 0 ? rc : 0;
+    }
     struct json_object *root;
     if (kt_wire_parse(data, len, &root, err))
         return kt_err_set(err, KT_EINVAL, "upstream sent a malformed Anthropic stream event%s%s",

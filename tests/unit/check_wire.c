@@ -1431,6 +1431,64 @@ START_TEST(test_stream_hook_holds_and_injects)
 }
 END_TEST
 
+
+/* The Anthropic text_delta fast path (no JSON tree) must decode exactly
+ * what the general json-c path decodes, escapes and surrogates included,
+ * and leave every other shape to the general path. */
+struct delta_seen {
+    char text[256];
+    size_t len;
+    int index, n;
+};
+
+static int collect_delta(void *ud, struct kt_stream_ev *ev)
+{
+    struct delta_seen *d = ud;
+    if (ev->type == KT_EV_TEXT_DELTA) {
+        memcpy(d->text + d->len, ev->text, ev->len);
+        d->len += ev->len;
+        d->index = ev->index;
+        d->n++;
+    }
+    return 0;
+}
+
+START_TEST(test_stream_anthropic_text_delta_fast_path)
+{
+    static const char *const fast[] = {
+        "{\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\\\"b\\\\c\\n\\u00e9\\ud83d\\ude00/\\/\"}}",
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"plain words \"}}\n",
+    };
+    static const char *const slow[] = {   /* the same content, other shapes */
+        "{\"type\": \"content_block_delta\", \"index\": 3, \"delta\": {\"type\": \"text_delta\", \"text\": \"a\\\"b\\\\c\\n\\u00e9\\ud83d\\ude00/\\/\"}}",
+        "{\"index\":0,\"type\":\"content_block_delta\",\"delta\":{\"text\":\"plain words \",\"type\":\"text_delta\"}}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct kt_arena a;
+        kt_arena_init(&a, 4096);
+        struct delta_seen f = {0}, g = {0};
+        struct kt_stream_dec *d = kt_stream_dec_new(&a, KT_FMT_ANTHROPIC);
+        ck_assert_int_eq(kt_stream_dec_feed(d, "content_block_delta", fast[i], strlen(fast[i]), collect_delta, &f, NULL), 0);
+        ck_assert_int_eq(kt_stream_dec_feed(d, "content_block_delta", slow[i], strlen(slow[i]), collect_delta, &g, NULL), 0);
+        ck_assert_int_eq(f.n, 1);
+        ck_assert_int_eq(g.n, 1);
+        ck_assert_int_eq(f.index, g.index);
+        ck_assert_uint_eq(f.len, g.len);
+        ck_assert_int_eq(memcmp(f.text, g.text, f.len), 0);
+        kt_arena_free(&a);
+    }
+    /* A lone low surrogate or a bad escape is not the fast path's to judge. */
+    struct kt_arena a;
+    kt_arena_init(&a, 4096);
+    struct delta_seen h = {0};
+    struct kt_stream_dec *d = kt_stream_dec_new(&a, KT_FMT_ANTHROPIC);
+    const char *odd = "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\\q\"}}";
+    ck_assert_int_ne(kt_stream_dec_feed(d, "content_block_delta", odd, strlen(odd), collect_delta, &h, NULL), 0);
+    ck_assert_int_eq(h.n, 0);
+    kt_arena_free(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -1466,6 +1524,7 @@ int main(void)
     tcase_add_test(tc, test_stream_openai_same_format);
     tcase_add_test(tc, test_stream_azure_leading_chunk);
     tcase_add_test(tc, test_stream_hook_holds_and_injects);
+    tcase_add_test(tc, test_stream_anthropic_text_delta_fast_path);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
