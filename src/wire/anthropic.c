@@ -882,20 +882,8 @@ static int ev_head(struct kt_buf *out, const char *name)
 
 static int enc_start(struct kt_stream_enc *e, const struct kt_stream_ev *ev, struct kt_buf *out)
 {
-    if (e->started)
+    if (!kt_wire_enc_begin(e, ev, "msg_"))
         return 0;
-    e->started = 1;
-    if (ev && ev->id && ev->id[0]) {
-        e->id = kt_arena_strdup(e->a, ev->id);
-    } else {
-        char hex[25];
-        kt_random_hex(hex, 12);
-        e->id = kt_arena_printf(e->a, "msg_%s", hex);
-    }
-    const char *model = e->opts.model ? e->opts.model : ev ? ev->model : NULL;
-    e->model = model ? kt_arena_strdup(e->a, model) : NULL;
-    if (ev)
-        kt_usage_merge(&e->usage, &ev->usage);
     int rc = ev_head(out, "message_start");
     rc |= kt_buf_puts(out, ",\"message\":{\"id\":");
     rc |= kt_wire_put_str(out, e->id);

@@ -934,20 +934,8 @@ static int delta_close(struct kt_buf *out, const char *finish)
 
 static int enc_start(struct kt_stream_enc *e, const struct kt_stream_ev *ev, struct kt_buf *out)
 {
-    if (e->started)
+    if (!kt_wire_enc_begin(e, ev, "chatcmpl-"))
         return 0;
-    e->started = 1;
-    if (ev && ev->id && ev->id[0]) {
-        e->id = kt_arena_strdup(e->a, ev->id);
-    } else {
-        char hex[25];
-        kt_random_hex(hex, 12);
-        e->id = kt_arena_printf(e->a, "chatcmpl-%s", hex);
-    }
-    const char *model = e->opts.model ? e->opts.model : ev ? ev->model : NULL;
-    e->model = model ? kt_arena_strdup(e->a, model) : NULL;
-    if (ev)
-        kt_usage_merge(&e->usage, &ev->usage);
     int r = delta_open(e, out);
     r |= kt_buf_puts(out, "\"role\":\"assistant\",\"content\":\"\"");
     r |= delta_close(out, NULL);

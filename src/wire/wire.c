@@ -99,6 +99,25 @@ int kt_wire_put_double(struct kt_buf *b, double d)
     return kt_buf_printf(b, "%.15g", d);
 }
 
+int kt_wire_enc_begin(struct kt_stream_enc *e, const struct kt_stream_ev *ev, const char *id_prefix)
+{
+    if (e->started)
+        return 0;
+    e->started = 1;
+    if (ev && ev->id && ev->id[0]) {
+        e->id = kt_arena_strdup(e->a, ev->id);
+    } else {
+        char hex[25];
+        kt_random_hex(hex, 12);
+        e->id = kt_arena_printf(e->a, "%s%s", id_prefix, hex);
+    }
+    const char *model = e->opts.model ? e->opts.model : ev ? ev->model : NULL;
+    e->model = model ? kt_arena_strdup(e->a, model) : NULL;
+    if (ev)
+        kt_usage_merge(&e->usage, &ev->usage);
+    return 1;
+}
+
 int kt_wire_decode_head(struct json_object *root, struct kt_arena *a, struct kt_request *req,
                         struct json_object **msgs, struct kt_err *err)
 {

@@ -75,6 +75,11 @@ struct kt_stream_enc {
     size_t chunk_head_len;
 };
 
+/* kt_wire_enc_begin: the first event of a client stream fixes its id (the
+ * upstream's, else id_prefix + random hex) and model. 1 when this call
+ * started the stream, 0 when it had started already. */
+int kt_wire_enc_begin(struct kt_stream_enc *e, const struct kt_stream_ev *ev, const char *id_prefix);
+
 /* ---- per-format entry points ---- */
 int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
                                   struct kt_request *req, struct kt_err *err);
