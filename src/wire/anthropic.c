@@ -155,31 +155,6 @@ static int decode_blocks(struct kt_arena *a, struct json_object *c, struct kt_pa
     return 0;
 }
 
-static int get_number(struct json_object *root, const char *key, double *out, int *has,
-                      struct kt_err *err)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
-        return BAD("%s: expected a number", key);
-    *out = json_object_get_double(v);
-    if (has)
-        *has = 1;
-    return 0;
-}
-
-static int get_int(struct json_object *root, const char *key, long *out, struct kt_err *err)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-        return BAD("%s: expected a non-negative integer", key);
-    *out = (long)json_object_get_int64(v);
-    return 0;
-}
-
 static int decode_tools(struct kt_arena *a, struct json_object *tools, struct kt_request *req,
                         struct kt_err *err)
 {
@@ -269,10 +244,10 @@ int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *
             return rc;
     }
     req->nmsgs = n;
-    if ((rc = get_int(root, "max_tokens", &req->max_tokens, err)) ||
-        (rc = get_number(root, "temperature", &req->temperature, &req->has_temperature, err)) ||
-        (rc = get_number(root, "top_p", &req->top_p, &req->has_top_p, err)) ||
-        (rc = get_int(root, "top_k", &req->top_k, err)))
+    if ((rc = kt_wire_get_int(root, "max_tokens", &req->max_tokens, err)) ||
+        (rc = kt_wire_get_number(root, "temperature", &req->temperature, &req->has_temperature, err)) ||
+        (rc = kt_wire_get_number(root, "top_p", &req->top_p, &req->has_top_p, err)) ||
+        (rc = kt_wire_get_int(root, "top_k", &req->top_k, err)))
         return rc;
     if (json_object_object_get_ex(root, "stream", &v) && v) {
         if (!json_object_is_type(v, json_type_boolean))
@@ -305,7 +280,7 @@ int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *
     struct json_object *th = kt_wire_get(root, "thinking", json_type_object);
     const char *tht = json_object_get_string(kt_wire_get(th, "type", json_type_string));
     if (tht && strcmp(tht, "enabled") == 0 &&
-        (rc = get_int(th, "budget_tokens", &req->thinking_budget, err)))
+        (rc = kt_wire_get_int(th, "budget_tokens", &req->thinking_budget, err)))
         return rc;
     return 0;
 }

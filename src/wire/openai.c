@@ -222,41 +222,6 @@ static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
     return 0;
 }
 
-static int get_number(struct json_object *root, const char *key, double *out, int *has,
-                      struct kt_err *err)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
-        return BAD("%s: expected a number", key);
-    *out = json_object_get_double(v);
-    *has = 1;
-    return 0;
-}
-
-static int get_int(struct json_object *root, const char *key, long *out, struct kt_err *err)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-        return BAD("%s: expected a non-negative integer", key);
-    *out = (long)json_object_get_int64(v);
-    return 0;
-}
-
-static int get_bool(struct json_object *root, const char *key, int *out, struct kt_err *err)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_boolean))
-        return BAD("%s: expected true or false", key);
-    *out = json_object_get_boolean(v);
-    return 0;
-}
-
 static int decode_tools(struct kt_arena *a, struct json_object *tools, struct kt_request *req,
                         struct kt_err *err)
 {
@@ -317,7 +282,7 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
     size_t n = json_object_array_length(msgs);
 
     long nchoices = 1;
-    if ((rc = get_int(root, "n", &nchoices, err)))
+    if ((rc = kt_wire_get_int(root, "n", &nchoices, err)))
         return rc;
     if (nchoices != 1)
         return BAD("n: only n = 1 is supported (got %ld)", nchoices);
@@ -337,17 +302,17 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
     req->msgs = ms.v;
     req->nmsgs = ms.n;
 
-    if ((rc = get_int(root, "max_completion_tokens", &req->max_tokens, err)))
+    if ((rc = kt_wire_get_int(root, "max_completion_tokens", &req->max_tokens, err)))
         return rc;
-    if (req->max_tokens == 0 && (rc = get_int(root, "max_tokens", &req->max_tokens, err)))
+    if (req->max_tokens == 0 && (rc = kt_wire_get_int(root, "max_tokens", &req->max_tokens, err)))
         return rc;
-    if ((rc = get_number(root, "temperature", &req->temperature, &req->has_temperature, err)) ||
-        (rc = get_number(root, "top_p", &req->top_p, &req->has_top_p, err)) ||
-        (rc = get_int(root, "top_k", &req->top_k, err)) ||
-        (rc = get_bool(root, "stream", &req->stream, err)))
+    if ((rc = kt_wire_get_number(root, "temperature", &req->temperature, &req->has_temperature, err)) ||
+        (rc = kt_wire_get_number(root, "top_p", &req->top_p, &req->has_top_p, err)) ||
+        (rc = kt_wire_get_int(root, "top_k", &req->top_k, err)) ||
+        (rc = kt_wire_get_bool(root, "stream", &req->stream, err)))
         return rc;
     struct json_object *so = kt_wire_get(root, "stream_options", json_type_object);
-    if (so && (rc = get_bool(so, "include_usage", &req->include_usage, err)))
+    if (so && (rc = kt_wire_get_bool(so, "include_usage", &req->include_usage, err)))
         return rc;
 
     if (json_object_object_get_ex(root, "stop", &v) && v) {
@@ -378,7 +343,7 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
     if (json_object_object_get_ex(root, "tool_choice", &v) && v &&
         (rc = decode_tool_choice(a, v, req, err)))
         return rc;
-    if ((rc = get_bool(root, "parallel_tool_calls", &req->parallel_tool_calls, err)))
+    if ((rc = kt_wire_get_bool(root, "parallel_tool_calls", &req->parallel_tool_calls, err)))
         return rc;
     if (json_object_object_get_ex(root, "user", &v) && v) {
         if (!json_object_is_type(v, json_type_string))
@@ -389,7 +354,7 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
      * extra_body: {"thinking": {"type": "enabled", "budget_tokens": N}} */
     struct json_object *th = kt_wire_get(root, "thinking", json_type_object);
     const char *tht = json_object_get_string(kt_wire_get(th, "type", json_type_string));
-    if (tht && strcmp(tht, "enabled") == 0 && (rc = get_int(th, "budget_tokens", &req->thinking_budget, err)))
+    if (tht && strcmp(tht, "enabled") == 0 && (rc = kt_wire_get_int(th, "budget_tokens", &req->thinking_budget, err)))
         return rc;
     return 0;
 }

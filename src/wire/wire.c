@@ -99,6 +99,42 @@ int kt_wire_put_double(struct kt_buf *b, double d)
     return kt_buf_printf(b, "%.15g", d);
 }
 
+int kt_wire_get_number(struct json_object *root, const char *key, double *out, int *has,
+                       struct kt_err *err)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+        return kt_err_set(err, KT_EINVAL, "%s: expected a number", key);
+    *out = json_object_get_double(v);
+    if (has)
+        *has = 1;
+    return 0;
+}
+
+int kt_wire_get_int(struct json_object *root, const char *key, long *out, struct kt_err *err)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+        return kt_err_set(err, KT_EINVAL, "%s: expected a non-negative integer", key);
+    *out = (long)json_object_get_int64(v);
+    return 0;
+}
+
+int kt_wire_get_bool(struct json_object *root, const char *key, int *out, struct kt_err *err)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_boolean))
+        return kt_err_set(err, KT_EINVAL, "%s: expected true or false", key);
+    *out = json_object_get_boolean(v);
+    return 0;
+}
+
 int kt_wire_enc_begin(struct kt_stream_enc *e, const struct kt_stream_ev *ev, const char *id_prefix)
 {
     if (e->started)

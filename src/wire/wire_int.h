@@ -75,6 +75,14 @@ struct kt_stream_enc {
     size_t chunk_head_len;
 };
 
+/* Optional typed members of a request object: absent leaves *out alone;
+ * the wrong type is a KT_EINVAL naming the key. has (may be NULL) is set to
+ * 1 when the number was present. */
+int kt_wire_get_number(struct json_object *root, const char *key, double *out, int *has,
+                       struct kt_err *err);
+int kt_wire_get_int(struct json_object *root, const char *key, long *out, struct kt_err *err);  /* >= 0 */
+int kt_wire_get_bool(struct json_object *root, const char *key, int *out, struct kt_err *err);
+
 /* kt_wire_enc_begin: the first event of a client stream fixes its id (the
  * upstream's, else id_prefix + random hex) and model. 1 when this call
  * started the stream, 0 when it had started already. */
