@@ -26,7 +26,6 @@ struct kt_target_rt {
     const struct kt_target *t;
     char *url;                /* full endpoint URL for the target's format */
     char **hdrs;              /* "Name: value" lines: auth, version, custom; NULL-ended */
-    uint64_t wrr_current;     /* unused slot kept for routing state */
 };
 
 struct kt_metrics {

@@ -76,12 +76,9 @@ struct kt_flow {
     /* the current upstream attempt */
     struct kt_target_rt *trt;
     struct kt_buf up_body;
-    const char *up_bytes;
-    size_t up_len;
     struct kt_upcall *call;
     struct kt_mockcall *mock;
     int up_status, retry_after;
-    int up_is_sse;
     uint64_t attempt_t0_us;
 
     /* response */
@@ -98,7 +95,6 @@ struct kt_flow {
     int upstream_paused;
     int hidden_usage;              /* we asked upstream for usage the client did not */
     struct event *dc_watch;        /* client-gone watch while paused */
-    int status_sent;
 };
 
 static void flow_finish(struct kt_flow *f, int status);
@@ -146,7 +142,6 @@ static void reply_error(struct kt_flow *f, int status, enum kt_ir_err_type type,
         kt_policy_header(&f->pol, ph, sizeof ph);
         hdr_out(f, "x-kt-policy", ph);
     }
-    f->status_sent = status;
     flow_finish(f, status);
     kt_srv_reply_error(f->s, f->req, f->cfmt, status, type, code, msg);
 }
@@ -562,7 +557,6 @@ static void start_client_stream(struct kt_flow *f)
     add_route_headers(f);
     kt_srv_last_on_conn(f->s, f->req);
     evhtp_send_reply_chunk_start(f->req, EVHTP_RES_OK);
-    f->status_sent = 200;
     f->phase = PH_STREAMING;
     f->s->metrics.stream_requests++;
     kt_srv_count_status(f->s, 200);
@@ -584,7 +578,6 @@ static void up_headers(void *ud, int status, const char *ctype, int retry_after)
     struct kt_flow *f = ud;
     f->up_status = status;
     f->retry_after = retry_after;
-    f->up_is_sse = ctype && strncasecmp(ctype, "text/event-stream", 17) == 0;
     if (status >= 200 && status < 300 && f->ireq.stream && f->req) {
         report(f, 1);
         start_client_stream(f);
@@ -679,7 +672,6 @@ static void reply_upstream_error(struct kt_flow *f)
     add_route_headers(f);
     if (tfmt == f->cfmt && f->resp.len > 0) {
         /* Same format: the provider's own error, as it sent it. */
-        f->status_sent = f->up_status;
         flow_finish(f, f->up_status);
         kt_srv_reply_json(f->s, f->req, f->up_status, f->resp.data, f->resp.len);
         return;
@@ -690,7 +682,6 @@ static void reply_upstream_error(struct kt_flow *f)
     struct kt_buf out = {0};
     int status = f->up_status;
     kt_wire_encode_error(f->cfmt, &e, &out, &status);
-    f->status_sent = status;
     flow_finish(f, status);
     kt_srv_reply_json(f->s, f->req, status, out.data, out.len);
     kt_buf_free(&out);
@@ -728,7 +719,6 @@ static void reply_response(struct kt_flow *f)
     kt_ir_response_texts(&resp, &f->arena, collect_text, f);
     unpause_client(f);
     add_route_headers(f);
-    f->status_sent = f->up_status;
     flow_finish(f, f->up_status);
     if (tfmt == f->cfmt && !resp.modified) {
         kt_srv_reply_json(f->s, f->req, f->up_status, f->resp.data, f->resp.len);
@@ -904,8 +894,6 @@ static void attempt_start(struct kt_flow *f)
                     "the request cannot be expressed in the target's format", -1);
         return;
     }
-    f->up_bytes = f->up_body.data;
-    f->up_len = f->up_body.len;
 
     if (t->provider_kind == KT_PROV_MOCK) {
         f->mock = kt_mock_start(f->s->base, t->format, &f->ireq, t->model, &up_cbs, f);
@@ -943,7 +931,7 @@ static void attempt_start(struct kt_flow *f)
 
     long timeout_s = f->ireq.stream ? t->stream_timeout_seconds : t->timeout_seconds;
     struct kt_upcall_req ur = {
-        .url = f->trt->url, .headers = hdrs, .body = f->up_bytes, .body_len = f->up_len,
+        .url = f->trt->url, .headers = hdrs, .body = f->up_body.data, .body_len = f->up_body.len,
         .timeout_ms = timeout_s * 1000,
         .connect_timeout_ms = timeout_s * 1000 < 10000 ? timeout_s * 1000 : 10000,
         .stream = f->ireq.stream,
