@@ -78,9 +78,14 @@ int kt_sse_parser_feed(struct kt_sse_parser *p, const char *bytes, size_t len,
     }
     while (i < len) {
         const char *s = bytes + i;
-        size_t rest = len - i, n = 0;
-        while (n < rest && s[n] != '\n' && s[n] != '\r')
-            n++;
+        size_t rest = len - i;
+        /* two vectorised scans beat a byte loop: '\n' ends nearly every
+         * line, a lone '\r' is legal but rare */
+        const char *nl = memchr(s, '\n', rest);
+        size_t n = nl ? (size_t)(nl - s) : rest;
+        const char *cr = memchr(s, '\r', n);
+        if (cr)
+            n = (size_t)(cr - s);
         if (n == rest) {                        /* no terminator: keep for later */
             if (p->line.len + n > p->max_line)
                 return kt_err_set(err, KT_ELIMIT, "SSE line longer than %zu bytes", p->max_line);
