@@ -39,6 +39,60 @@ START_TEST(test_buf_json_escape)
 }
 END_TEST
 
+/* The word-at-a-time scan must find every byte that needs escaping at any
+ * offset: each byte value at each position of strings around the 8-byte
+ * word size, checked against a bytewise reference. */
+static void ref_escape(struct kt_buf *b, const unsigned char *s, size_t n)
+{
+    kt_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            kt_buf_putc(b, '\\');
+            kt_buf_putc(b, (char)c);
+        } else if (c == '\n') {
+            kt_buf_puts(b, "\\n");
+        } else if (c == '\r') {
+            kt_buf_puts(b, "\\r");
+        } else if (c == '\t') {
+            kt_buf_puts(b, "\\t");
+        } else if (c == '\b') {
+            kt_buf_puts(b, "\\b");
+        } else if (c == '\f') {
+            kt_buf_puts(b, "\\f");
+        } else if (c < 0x20) {
+            kt_buf_printf(b, "\\u%04x", c);
+        } else {
+            kt_buf_putc(b, (char)c);
+        }
+    }
+    kt_buf_putc(b, '"');
+}
+
+START_TEST(test_buf_json_escape_every_byte_every_offset)
+{
+    struct kt_buf got = {0}, want = {0};
+    unsigned char s[24];
+    for (size_t n = 1; n <= sizeof s; n++) {
+        for (size_t pos = 0; pos < n; pos++) {
+            for (int c = 0; c < 256; c++) {
+                for (size_t k = 0; k < n; k++)
+                    s[k] = (unsigned char)(0x41 + (k % 26)) | (k % 5 == 4 ? 0x80 : 0);
+                s[pos] = (unsigned char)c;
+                kt_buf_reset(&got);
+                kt_buf_reset(&want);
+                kt_buf_json_str(&got, (const char *)s, n);
+                ref_escape(&want, s, n);
+                ck_assert_uint_eq(got.len, want.len);
+                ck_assert_mem_eq(got.data, want.data, want.len);
+            }
+        }
+    }
+    kt_buf_free(&got);
+    kt_buf_free(&want);
+}
+END_TEST
+
 START_TEST(test_err_format_with_position)
 {
     struct kt_err e;
@@ -68,6 +122,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_arena_alloc_and_reset);
     tcase_add_test(tc, test_buf_json_escape);
+    tcase_add_test(tc, test_buf_json_escape_every_byte_every_offset);
     tcase_add_test(tc, test_err_format_with_position);
     tcase_add_test(tc, test_request_ids_differ);
     suite_add_tcase(s, tc);
