@@ -20,7 +20,8 @@ char *kt_arena_strndup(struct kt_arena *a, const char *s, size_t n);
 char *kt_arena_strdup(struct kt_arena *a, const char *s);
 char *kt_arena_printf(struct kt_arena *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* kt_arena_reset: free all but the first block, for reuse by the next request. */
+/* kt_arena_reset: free all but the first block (kept when it is of the
+ * standard block_size), for reuse by the next request. */
 void kt_arena_reset(struct kt_arena *a);
 void kt_arena_free(struct kt_arena *a);
 

@@ -20,6 +20,7 @@ struct evhtp_request;
 struct evhtp;
 
 #define KT_SRV_MAX_LISTEN 32
+#define KT_SRV_FLOW_CACHE 64
 
 /* Per-target runtime, derived once per worker from the config. */
 struct kt_target_rt {
@@ -33,6 +34,8 @@ struct kt_metrics {
     uint64_t upstream_attempts, upstream_errors, stream_requests;
     uint64_t policy_blocks, tokens_in, tokens_out;
 };
+
+struct kt_flow;
 
 struct kt_srv {
     struct event_base *base;
@@ -50,6 +53,10 @@ struct kt_srv {
     struct evhtp *htp[KT_SRV_MAX_LISTEN];
     size_t nhtp;
     size_t inflight;                    /* requests not yet finished */
+    /* finished flows kept for the next requests with their buffers and
+     * first arena block: no malloc storm per request (flow.c) */
+    struct kt_flow *flow_cache[KT_SRV_FLOW_CACHE];
+    size_t nflow_cache;
     size_t nconns;                      /* open client connections */
     int stopping;
     struct kt_metrics metrics;

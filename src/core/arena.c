@@ -74,15 +74,22 @@ void kt_arena_reset(struct kt_arena *a)
     struct kt_arena_block *b = a->head;
     if (b == NULL)
         return;
-    /* Keep the oldest block (the tail): it is block_size and reused next time. */
+    /* Keep the oldest block (the tail) for the next user when it is a
+     * standard one; an oversized first block goes, so a reused arena never
+     * pins one huge request's memory. */
     while (b->next) {
         struct kt_arena_block *next = b->next;
         free(b);
         b = next;
     }
+    a->total = 0;
+    if (b->cap != a->block_size) {
+        free(b);
+        a->head = NULL;
+        return;
+    }
     b->used = 0;
     a->head = b;
-    a->total = 0;
 }
 
 void kt_arena_free(struct kt_arena *a)

@@ -169,6 +169,55 @@ static void call_resume(struct kt_flow *f)
         kt_mock_resume(f->mock);
 }
 
+/* Buffers that grew past this are freed rather than kept in the cache, so
+ * one huge response does not pin its memory in an idle worker. */
+#define FLOW_CACHE_BUF_MAX (256u << 10)
+
+static void flow_release(struct kt_flow *f)
+{
+    kt_buf_free(&f->up_body);
+    kt_buf_free(&f->resp);
+    kt_buf_free(&f->out);
+    kt_buf_free(&f->completion);
+    if (f->chunk)
+        evbuffer_free(f->chunk);
+    kt_arena_free(&f->arena);
+    free(f);
+}
+
+static void buf_recycle(struct kt_buf *b)
+{
+    if (b->cap > FLOW_CACHE_BUF_MAX)
+        kt_buf_free(b);
+    else
+        kt_buf_reset(b);
+}
+
+/* flow_new: a zeroed flow, from the server's cache when it has one: the
+ * flow keeps its buffers' capacity and its arena's first block, so a
+ * request in the steady state mallocs none of them. */
+static struct kt_flow *flow_new(struct kt_srv *s)
+{
+    if (s->nflow_cache == 0) {
+        struct kt_flow *f = calloc(1, sizeof *f);
+        if (f)
+            kt_arena_init(&f->arena, 16384);
+        return f;
+    }
+    struct kt_flow *f = s->flow_cache[--s->nflow_cache];
+    struct kt_buf up_body = f->up_body, resp = f->resp, out = f->out, completion = f->completion;
+    struct kt_arena arena = f->arena;
+    struct evbuffer *chunk = f->chunk;
+    memset(f, 0, sizeof *f);
+    f->up_body = up_body;
+    f->resp = resp;
+    f->out = out;
+    f->completion = completion;
+    f->arena = arena;
+    f->chunk = chunk;
+    return f;
+}
+
 static void flow_free(struct kt_flow *f)
 {
     call_cancel(f);
@@ -178,14 +227,25 @@ static void flow_free(struct kt_flow *f)
         event_free(f->dc_watch);
     if (f->sse_inited)
         kt_sse_parser_free(&f->sse);
-    kt_buf_free(&f->up_body);
-    kt_buf_free(&f->resp);
-    kt_buf_free(&f->out);
-    kt_buf_free(&f->completion);
+    struct kt_srv *s = f->s;
+    if (s->nflow_cache == KT_SRV_FLOW_CACHE || s->stopping) {
+        flow_release(f);
+        return;
+    }
+    buf_recycle(&f->up_body);
+    buf_recycle(&f->resp);
+    buf_recycle(&f->out);
+    buf_recycle(&f->completion);
     if (f->chunk)
-        evbuffer_free(f->chunk);
-    kt_arena_free(&f->arena);
-    free(f);
+        evbuffer_drain(f->chunk, evbuffer_get_length(f->chunk));
+    kt_arena_reset(&f->arena);
+    s->flow_cache[s->nflow_cache++] = f;
+}
+
+void kt_flow_cache_free(struct kt_srv *s)
+{
+    while (s->nflow_cache)
+        flow_release(s->flow_cache[--s->nflow_cache]);
 }
 
 /* on_fini: evhtp frees the request (reply done, or the connection died).
@@ -1011,7 +1071,7 @@ static int client_rate_limit(struct kt_flow *f, long *retry_after_s)
 
 void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, const char *request_id)
 {
-    struct kt_flow *f = calloc(1, sizeof *f);
+    struct kt_flow *f = flow_new(s);
     if (f == NULL) {
         kt_srv_reply_error(s, req, fmt, 500, KT_IRE_API_ERROR, "internal_error", "out of memory");
         return;
@@ -1021,7 +1081,6 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
     f->cfmt = fmt;
     f->t0_us = kt_now_us();
     snprintf(f->rid, sizeof f->rid, "%s", request_id);
-    kt_arena_init(&f->arena, 16384);
     s->inflight++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, f);
 

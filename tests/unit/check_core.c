@@ -22,6 +22,17 @@ START_TEST(test_arena_alloc_and_reset)
     ck_assert_uint_eq(a.total, 0);
     ck_assert_ptr_nonnull(kt_arena_alloc(&a, 8));
     kt_arena_free(&a);
+
+    /* an oversized first block is not kept by reset: a reused arena must
+     * not pin one big request's memory */
+    kt_arena_init(&a, 64);
+    ck_assert_ptr_nonnull(kt_arena_alloc(&a, 4096));
+    kt_arena_reset(&a);
+    ck_assert_ptr_null(a.head);
+    ck_assert_ptr_nonnull(kt_arena_alloc(&a, 8));
+    kt_arena_reset(&a);
+    ck_assert_ptr_nonnull(a.head);          /* a standard block is kept */
+    kt_arena_free(&a);
 }
 END_TEST
 
