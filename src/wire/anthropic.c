@@ -14,22 +14,22 @@
 
 /* ---- decoding ---- */
 
-static int decode_image(struct kt_arena *a, struct json_object *blk, struct kt_part *p,
+static int decode_image(struct kt_arena *a, const struct kt_json *blk, struct kt_part *p,
                         const char *where, struct kt_err *err)
 {
-    struct json_object *src = kt_wire_get(blk, "source", json_type_object);
-    const char *type = json_object_get_string(kt_wire_get(src, "type", json_type_string));
+    const struct kt_json *src = kt_wire_get(blk, "source", KT_JSON_OBJECT);
+    const struct kt_json *type = kt_wire_get(src, "type", KT_JSON_STRING);
     p->type = KT_PART_IMAGE;
-    if (type && strcmp(type, "base64") == 0) {
-        p->media_type = kt_wire_str(a, kt_wire_get(src, "media_type", json_type_string), NULL);
-        p->data = kt_wire_str(a, kt_wire_get(src, "data", json_type_string), NULL);
+    if (kt_json_streq(type, "base64")) {
+        p->media_type = kt_wire_str(a, kt_wire_get(src, "media_type", KT_JSON_STRING), NULL);
+        p->data = kt_wire_str(a, kt_wire_get(src, "data", KT_JSON_STRING), NULL);
         if (p->media_type == NULL || p->data == NULL)
             return BAD("%s.source: base64 images need media_type and data", where);
         return 0;
     }
-    if (type && strcmp(type, "url") == 0) {
+    if (kt_json_streq(type, "url")) {
         p->is_url = 1;
-        p->data = kt_wire_str(a, kt_wire_get(src, "url", json_type_string), NULL);
+        p->data = kt_wire_str(a, kt_wire_get(src, "url", KT_JSON_STRING), NULL);
         if (p->data == NULL)
             return BAD("%s.source.url: expected a string", where);
         return 0;
@@ -38,82 +38,89 @@ static int decode_image(struct kt_arena *a, struct json_object *blk, struct kt_p
 }
 
 /* tool_result content: a string or text/image blocks; the IR keeps text. */
-static int decode_tool_result(struct kt_arena *a, struct json_object *blk, struct kt_part *p,
+static int decode_tool_result(struct kt_arena *a, const struct kt_json *blk, struct kt_part *p,
                               const char *where, struct kt_err *err)
 {
     p->type = KT_PART_TOOL_RESULT;
-    p->tool_use_id = kt_wire_str(a, kt_wire_get(blk, "tool_use_id", json_type_string), NULL);
+    p->tool_use_id = kt_wire_str(a, kt_wire_get(blk, "tool_use_id", KT_JSON_STRING), NULL);
     if (p->tool_use_id == NULL)
         return BAD("%s.tool_use_id: required", where);
-    struct json_object *ie = kt_wire_get(blk, "is_error", json_type_boolean);
-    p->is_error = ie ? json_object_get_boolean(ie) : 0;
-    struct json_object *c = NULL;
-    json_object_object_get_ex(blk, "content", &c);
-    if (c == NULL || json_object_is_type(c, json_type_null)) {
+    p->is_error = kt_json_bool(kt_wire_get(blk, "is_error", KT_JSON_BOOL));
+    const struct kt_json *c = kt_wire_member(blk, "content");
+    if (c == NULL) {
         p->text = kt_arena_strdup(a, "");
         return 0;
     }
-    if (json_object_is_type(c, json_type_string)) {
+    if (c->type == KT_JSON_STRING) {
         p->text = kt_wire_str(a, c, &p->len);
         return 0;
     }
-    if (!json_object_is_type(c, json_type_array))
+    if (c->type != KT_JSON_ARRAY)
         return BAD("%s.content: expected a string or an array of blocks", where);
-    struct kt_buf tmp = {0};
-    size_t n = json_object_array_length(c);
+    /* text blocks joined with "\n": size it first, then copy once */
+    size_t n = kt_json_len(c), total = 0;
     for (size_t i = 0; i < n; i++) {
-        struct json_object *t = kt_wire_get(json_object_array_get_idx(c, i), "text", json_type_string);
+        const struct kt_json *t = kt_wire_get(kt_json_at(c, i), "text", KT_JSON_STRING);
+        if (t)
+            total += t->n + 1;
+    }
+    char *o = kt_arena_alloc(a, total + 1), *q = o;
+    if (o == NULL)
+        return KT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const struct kt_json *t = kt_wire_get(kt_json_at(c, i), "text", KT_JSON_STRING);
         if (t == NULL)
             continue;
-        if (tmp.len)
-            kt_buf_putc(&tmp, '\n');
-        kt_buf_append(&tmp, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+        if (q != o)
+            *q++ = '\n';
+        memcpy(q, t->u.s, t->n);
+        q += t->n;
     }
-    p->text = kt_arena_strndup(a, tmp.data ? tmp.data : "", tmp.len);
-    p->len = tmp.len;
-    kt_buf_free(&tmp);
-    return p->text ? 0 : KT_ENOMEM;
+    *q = '\0';
+    p->text = o;
+    p->len = (size_t)(q - o);
+    return 0;
 }
 
-static int decode_block(struct kt_arena *a, struct json_object *blk, struct kt_part *p,
+static int decode_block(struct kt_arena *a, const struct kt_json *blk, struct kt_part *p,
                         const char *where, struct kt_err *err)
 {
-    const char *type = json_object_get_string(kt_wire_get(blk, "type", json_type_string));
+    const struct kt_json *type = kt_wire_get(blk, "type", KT_JSON_STRING);
     if (type == NULL)
         return BAD("%s: expected a content block with a string \"type\"", where);
-    if (strcmp(type, "text") == 0) {
-        struct json_object *t = kt_wire_get(blk, "text", json_type_string);
+    if (kt_json_streq(type, "text")) {
+        const struct kt_json *t = kt_wire_get(blk, "text", KT_JSON_STRING);
         if (t == NULL)
             return BAD("%s.text: expected a string", where);
         p->type = KT_PART_TEXT;
         p->text = kt_wire_str(a, t, &p->len);
         return 0;
     }
-    if (strcmp(type, "image") == 0)
+    if (kt_json_streq(type, "image"))
         return decode_image(a, blk, p, where, err);
-    if (strcmp(type, "tool_use") == 0) {
+    if (kt_json_streq(type, "tool_use")) {
         p->type = KT_PART_TOOL_USE;
-        p->id = kt_wire_str(a, kt_wire_get(blk, "id", json_type_string), NULL);
-        p->name = kt_wire_str(a, kt_wire_get(blk, "name", json_type_string), NULL);
-        struct json_object *in = kt_wire_get(blk, "input", json_type_object);
+        p->id = kt_wire_str(a, kt_wire_get(blk, "id", KT_JSON_STRING), NULL);
+        p->name = kt_wire_str(a, kt_wire_get(blk, "name", KT_JSON_STRING), NULL);
+        const struct kt_json *in = kt_wire_get(blk, "input", KT_JSON_OBJECT);
         if (p->id == NULL || p->name == NULL)
             return BAD("%s: tool_use needs id and name", where);
         p->input_json = in ? kt_wire_json_text(a, in) : kt_arena_strdup(a, "{}");
         return 0;
     }
-    if (strcmp(type, "tool_result") == 0)
+    if (kt_json_streq(type, "tool_result"))
         return decode_tool_result(a, blk, p, where, err);
-    if (strcmp(type, "thinking") == 0) {
+    if (kt_json_streq(type, "thinking")) {
         p->type = KT_PART_THINKING;
-        p->text = kt_wire_str(a, kt_wire_get(blk, "thinking", json_type_string), &p->len);
-        p->signature = kt_wire_str(a, kt_wire_get(blk, "signature", json_type_string), NULL);
+        p->text = kt_wire_str(a, kt_wire_get(blk, "thinking", KT_JSON_STRING), &p->len);
+        p->signature = kt_wire_str(a, kt_wire_get(blk, "signature", KT_JSON_STRING), NULL);
         if (p->text == NULL)
             p->text = kt_arena_strdup(a, "");
         return 0;
     }
-    if (strcmp(type, "redacted_thinking") == 0) {
+    if (kt_json_streq(type, "redacted_thinking")) {
         p->type = KT_PART_REDACTED_THINKING;
-        p->data = kt_wire_str(a, kt_wire_get(blk, "data", json_type_string), NULL);
+        p->data = kt_wire_str(a, kt_wire_get(blk, "data", KT_JSON_STRING), NULL);
         return 0;
     }
     /* document, search_result, server_tool_use, web_search_tool_result...:
@@ -125,10 +132,10 @@ static int decode_block(struct kt_arena *a, struct json_object *blk, struct kt_p
 }
 
 /* content: a string or an array of blocks. */
-static int decode_blocks(struct kt_arena *a, struct json_object *c, struct kt_part **parts,
+static int decode_blocks(struct kt_arena *a, const struct kt_json *c, struct kt_part **parts,
                          size_t *nparts, const char *where, struct kt_err *err)
 {
-    if (json_object_is_type(c, json_type_string)) {
+    if (c->type == KT_JSON_STRING) {
         struct kt_part *p = kt_arena_alloc(a, sizeof *p);
         if (p == NULL)
             return KT_ENOMEM;
@@ -138,16 +145,16 @@ static int decode_blocks(struct kt_arena *a, struct json_object *c, struct kt_pa
         *nparts = 1;
         return 0;
     }
-    if (!json_object_is_type(c, json_type_array))
+    if (c->type != KT_JSON_ARRAY)
         return BAD("%s: expected a string or an array of content blocks", where);
-    size_t n = json_object_array_length(c);
+    size_t n = kt_json_len(c);
     *parts = kt_arena_alloc(a, (n ? n : 1) * sizeof **parts);
     if (*parts == NULL)
         return KT_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         char w[96];
         snprintf(w, sizeof w, "%s[%zu]", where, i);
-        int rc = decode_block(a, json_object_array_get_idx(c, i), &(*parts)[i], w, err);
+        int rc = decode_block(a, kt_json_at(c, i), &(*parts)[i], w, err);
         if (rc)
             return rc;
     }
@@ -155,28 +162,28 @@ static int decode_blocks(struct kt_arena *a, struct json_object *c, struct kt_pa
     return 0;
 }
 
-static int decode_tools(struct kt_arena *a, struct json_object *tools, struct kt_request *req,
+static int decode_tools(struct kt_arena *a, const struct kt_json *tools, struct kt_request *req,
                         struct kt_err *err)
 {
-    size_t n = json_object_array_length(tools);
+    size_t n = kt_json_len(tools);
     req->tools = kt_arena_alloc(a, (n ? n : 1) * sizeof *req->tools);
     if (req->tools == NULL)
         return KT_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        struct json_object *t = json_object_array_get_idx(tools, i);
+        const struct kt_json *t = kt_json_at(tools, i);
         struct kt_tool *tool = &req->tools[req->ntools++];
-        const char *type = json_object_get_string(kt_wire_get(t, "type", json_type_string));
-        struct json_object *schema = kt_wire_get(t, "input_schema", json_type_object);
-        tool->name = kt_wire_str(a, kt_wire_get(t, "name", json_type_string), NULL);
+        const struct kt_json *type = kt_wire_get(t, "type", KT_JSON_STRING);
+        const struct kt_json *schema = kt_wire_get(t, "input_schema", KT_JSON_OBJECT);
+        tool->name = kt_wire_str(a, kt_wire_get(t, "name", KT_JSON_STRING), NULL);
         if (tool->name == NULL)
             return BAD("tools[%zu].name: required", i);
-        if ((type && strcmp(type, "custom") != 0) || schema == NULL) {
+        if ((type && !kt_json_streq(type, "custom")) || schema == NULL) {
             /* server and versioned tools (web_search_..., bash_...) */
             tool->raw_json = kt_wire_json_text(a, t);
             tool->raw_fmt = KT_FMT_ANTHROPIC;
             continue;
         }
-        tool->description = kt_wire_str(a, kt_wire_get(t, "description", json_type_string), NULL);
+        tool->description = kt_wire_str(a, kt_wire_get(t, "description", KT_JSON_STRING), NULL);
         tool->schema_json = kt_wire_json_text(a, schema);
     }
     return 0;
@@ -186,36 +193,36 @@ static const struct { const char *s; enum kt_tool_choice v; } tc_table[] = {
     { "auto", KT_TC_AUTO }, { "none", KT_TC_NONE }, { "any", KT_TC_REQUIRED }, { "tool", KT_TC_NAMED },
 };
 
-static int decode_tool_choice(struct kt_arena *a, struct json_object *tc, struct kt_request *req,
+static int decode_tool_choice(struct kt_arena *a, const struct kt_json *tc, struct kt_request *req,
                               struct kt_err *err)
 {
-    const char *type = json_object_get_string(kt_wire_get(tc, "type", json_type_string));
+    const struct kt_json *type = kt_wire_get(tc, "type", KT_JSON_STRING);
     for (size_t i = 0; type && i < sizeof tc_table / sizeof *tc_table; i++) {
-        if (strcmp(type, tc_table[i].s) != 0)
+        if (!kt_json_streq(type, tc_table[i].s))
             continue;
         req->tool_choice = tc_table[i].v;
         if (req->tool_choice == KT_TC_NAMED) {
-            req->tool_choice_name = kt_wire_str(a, kt_wire_get(tc, "name", json_type_string), NULL);
+            req->tool_choice_name = kt_wire_str(a, kt_wire_get(tc, "name", KT_JSON_STRING), NULL);
             if (req->tool_choice_name == NULL)
                 return BAD("tool_choice.name: required when type is \"tool\"");
         }
-        struct json_object *dp = kt_wire_get(tc, "disable_parallel_tool_use", json_type_boolean);
+        const struct kt_json *dp = kt_wire_get(tc, "disable_parallel_tool_use", KT_JSON_BOOL);
         if (dp)
-            req->parallel_tool_calls = !json_object_get_boolean(dp);
+            req->parallel_tool_calls = !kt_json_bool(dp);
         return 0;
     }
     return BAD("tool_choice.type: expected \"auto\", \"any\", \"tool\" or \"none\"");
 }
 
-int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *a,
+int kt_wire_anthropic_decode_request(const struct kt_json *root, struct kt_arena *a,
                                      struct kt_request *req, struct kt_err *err)
 {
     int rc;
-    struct json_object *v = NULL, *msgs = NULL;
+    const struct kt_json *v = NULL, *msgs = NULL;
     if ((rc = kt_wire_decode_head(root, a, req, &msgs, err)))
         return rc;
-    size_t n = json_object_array_length(msgs);
-    if (json_object_object_get_ex(root, "system", &v) && v) {
+    size_t n = kt_json_len(msgs);
+    if ((v = kt_wire_member(root, "system"))) {
         if ((rc = decode_blocks(a, v, &req->system, &req->nsystem, "system", err)))
             return rc;
         for (size_t i = 0; i < req->nsystem; i++)
@@ -226,17 +233,17 @@ int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *
     if (req->msgs == NULL)
         return KT_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        struct json_object *m = json_object_array_get_idx(msgs, i);
-        const char *role = json_object_get_string(kt_wire_get(m, "role", json_type_string));
+        const struct kt_json *m = kt_json_at(msgs, i);
+        const struct kt_json *role = kt_wire_get(m, "role", KT_JSON_STRING);
         struct kt_msg *msg = &req->msgs[i];
-        if (role && strcmp(role, "user") == 0)
+        if (kt_json_streq(role, "user"))
             msg->role = KT_ROLE_USER;
-        else if (role && strcmp(role, "assistant") == 0)
+        else if (kt_json_streq(role, "assistant"))
             msg->role = KT_ROLE_ASSISTANT;
         else
             return BAD("messages[%zu].role: expected \"user\" or \"assistant\"", i);
-        struct json_object *c = NULL;
-        if (!json_object_object_get_ex(m, "content", &c) || c == NULL)
+        const struct kt_json *c = kt_wire_member(m, "content");
+        if (c == NULL)
             return BAD("messages[%zu].content: required", i);
         char where[64];
         snprintf(where, sizeof where, "messages[%zu].content", i);
@@ -249,37 +256,36 @@ int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *
         (rc = kt_wire_get_number(root, "top_p", &req->top_p, &req->has_top_p, err)) ||
         (rc = kt_wire_get_int(root, "top_k", &req->top_k, err)))
         return rc;
-    if (json_object_object_get_ex(root, "stream", &v) && v) {
-        if (!json_object_is_type(v, json_type_boolean))
+    if ((v = kt_wire_member(root, "stream"))) {
+        if (v->type != KT_JSON_BOOL)
             return BAD("stream: expected true or false");
-        req->stream = json_object_get_boolean(v);
+        req->stream = kt_json_bool(v);
     }
-    if (json_object_object_get_ex(root, "stop_sequences", &v) && v) {
-        if (!json_object_is_type(v, json_type_array))
+    if ((v = kt_wire_member(root, "stop_sequences"))) {
+        if (v->type != KT_JSON_ARRAY)
             return BAD("stop_sequences: expected an array of strings");
-        size_t ns = json_object_array_length(v);
+        size_t ns = kt_json_len(v);
         req->stop = kt_arena_alloc(a, (ns ? ns : 1) * sizeof *req->stop);
         for (size_t i = 0; i < ns; i++) {
-            struct json_object *s = json_object_array_get_idx(v, i);
-            if (!json_object_is_type(s, json_type_string))
+            const struct kt_json *s = kt_json_at(v, i);
+            if (s->type != KT_JSON_STRING)
                 return BAD("stop_sequences[%zu]: expected a string", i);
             req->stop[req->nstop++] = kt_wire_str(a, s, NULL);
         }
     }
-    if (json_object_object_get_ex(root, "tools", &v) && v) {
-        if (!json_object_is_type(v, json_type_array))
+    if ((v = kt_wire_member(root, "tools"))) {
+        if (v->type != KT_JSON_ARRAY)
             return BAD("tools: expected an array");
         if ((rc = decode_tools(a, v, req, err)))
             return rc;
     }
-    struct json_object *tc = kt_wire_get(root, "tool_choice", json_type_object);
+    const struct kt_json *tc = kt_wire_get(root, "tool_choice", KT_JSON_OBJECT);
     if (tc && (rc = decode_tool_choice(a, tc, req, err)))
         return rc;
-    struct json_object *md = kt_wire_get(root, "metadata", json_type_object);
-    req->user = kt_wire_str(a, kt_wire_get(md, "user_id", json_type_string), NULL);
-    struct json_object *th = kt_wire_get(root, "thinking", json_type_object);
-    const char *tht = json_object_get_string(kt_wire_get(th, "type", json_type_string));
-    if (tht && strcmp(tht, "enabled") == 0 &&
+    const struct kt_json *md = kt_wire_get(root, "metadata", KT_JSON_OBJECT);
+    req->user = kt_wire_str(a, kt_wire_get(md, "user_id", KT_JSON_STRING), NULL);
+    const struct kt_json *th = kt_wire_get(root, "thinking", KT_JSON_OBJECT);
+    if (kt_json_streq(kt_wire_get(th, "type", KT_JSON_STRING), "enabled") &&
         (rc = kt_wire_get_int(th, "budget_tokens", &req->thinking_budget, err)))
         return rc;
     return 0;
@@ -516,12 +522,13 @@ static const struct { const char *s; enum kt_finish f; } stop_table[] = {
     { "model_context_window_exceeded", KT_FINISH_LENGTH },
 };
 
-static enum kt_finish stop_parse(const char *s)
+/* v: the stop_reason string node, or NULL */
+static enum kt_finish stop_parse(const struct kt_json *v)
 {
-    for (size_t i = 0; s && i < sizeof stop_table / sizeof *stop_table; i++)
-        if (strcmp(s, stop_table[i].s) == 0)
+    for (size_t i = 0; v && i < sizeof stop_table / sizeof *stop_table; i++)
+        if (kt_json_streq(v, stop_table[i].s))
             return stop_table[i].f;
-    return s ? KT_FINISH_STOP : KT_FINISH_NONE;
+    return v ? KT_FINISH_STOP : KT_FINISH_NONE;
 }
 
 static const char *stop_str(enum kt_finish f)
@@ -533,7 +540,7 @@ static const char *stop_str(enum kt_finish f)
 }
 
 /* fields absent from u stay as they are */
-static void usage_decode(struct json_object *u, struct kt_usage *out)
+static void usage_decode(const struct kt_json *u, struct kt_usage *out)
 {
     static const struct { const char *key; size_t off; } fields[] = {
         { "input_tokens", offsetof(struct kt_usage, input) },
@@ -542,9 +549,9 @@ static void usage_decode(struct json_object *u, struct kt_usage *out)
         { "cache_creation_input_tokens", offsetof(struct kt_usage, cache_creation) },
     };
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
-        struct json_object *v = kt_wire_get(u, fields[i].key, json_type_int);
+        const struct kt_json *v = kt_wire_get(u, fields[i].key, KT_JSON_INT);
         if (v)
-            *(long *)((char *)out + fields[i].off) = (long)json_object_get_int64(v);
+            *(long *)((char *)out + fields[i].off) = (long)v->u.i;
     }
 }
 
@@ -556,20 +563,20 @@ static int put_usage(struct kt_buf *b, const struct kt_usage *u)
                          u->cache_read > 0 ? u->cache_read : 0, u->output > 0 ? u->output : 0);
 }
 
-int kt_wire_anthropic_decode_response(struct json_object *root, struct kt_arena *a,
+int kt_wire_anthropic_decode_response(const struct kt_json *root, struct kt_arena *a,
                                       struct kt_response *resp, struct kt_err *err)
 {
-    struct json_object *content = kt_wire_get(root, "content", json_type_array);
+    const struct kt_json *content = kt_wire_get(root, "content", KT_JSON_ARRAY);
     if (content == NULL)
         return BAD("Anthropic response: content missing");
-    resp->id = kt_wire_str(a, kt_wire_get(root, "id", json_type_string), NULL);
-    resp->model = kt_wire_str(a, kt_wire_get(root, "model", json_type_string), NULL);
+    resp->id = kt_wire_str(a, kt_wire_get(root, "id", KT_JSON_STRING), NULL);
+    resp->model = kt_wire_str(a, kt_wire_get(root, "model", KT_JSON_STRING), NULL);
     int rc = decode_blocks(a, content, &resp->parts, &resp->nparts, "content", err);
     if (rc)
         return rc;
-    resp->finish = stop_parse(json_object_get_string(kt_wire_get(root, "stop_reason", json_type_string)));
-    resp->stop_sequence = kt_wire_str(a, kt_wire_get(root, "stop_sequence", json_type_string), NULL);
-    usage_decode(kt_wire_get(root, "usage", json_type_object), &resp->usage);
+    resp->finish = stop_parse(kt_wire_get(root, "stop_reason", KT_JSON_STRING));
+    resp->stop_sequence = kt_wire_str(a, kt_wire_get(root, "stop_sequence", KT_JSON_STRING), NULL);
+    usage_decode(kt_wire_get(root, "usage", KT_JSON_OBJECT), &resp->usage);
     return 0;
 }
 
@@ -619,55 +626,59 @@ static int emit(kt_stream_ev_fn cb, void *ud, struct kt_stream_ev *ev, struct kt
     return rc;
 }
 
-static int str_ev(kt_stream_ev_fn cb, void *ud, enum kt_ev_type t, int index,
-                  struct json_object *s, struct kt_err *err)
+/* a delta event for string s (NUL-terminated copy in the scratch arena t)
+ * when it is not empty */
+static int str_ev(struct kt_arena *t, kt_stream_ev_fn cb, void *ud, enum kt_ev_type type,
+                  int index, const struct kt_json *s, struct kt_err *err)
 {
-    if (s == NULL || json_object_get_string_len(s) == 0)
+    if (s == NULL || s->n == 0)
         return 0;
-    struct kt_stream_ev ev = { .type = t, .index = index, .text = json_object_get_string(s),
-                               .len = (size_t)json_object_get_string_len(s) };
+    struct kt_stream_ev ev = { .type = type, .index = index };
+    ev.text = kt_json_strdup(t, s, &ev.len);
+    if (ev.text == NULL)
+        return kt_err_set(err, KT_ENOMEM, "out of memory");
     return emit(cb, ud, &ev, err);
 }
 
-static int dec_event(struct kt_stream_dec *d, struct json_object *root, kt_stream_ev_fn cb,
-                     void *ud, struct kt_err *err)
+static int dec_event(struct kt_stream_dec *d, struct kt_arena *t, const struct kt_json *root,
+                     kt_stream_ev_fn cb, void *ud, struct kt_err *err)
 {
-    const char *type = json_object_get_string(kt_wire_get(root, "type", json_type_string));
+    const struct kt_json *type = kt_wire_get(root, "type", KT_JSON_STRING);
     if (type == NULL)
         return 0;
-    int index = (int)json_object_get_int(kt_wire_get(root, "index", json_type_int));
+    int index = kt_wire_int32(kt_wire_get(root, "index", KT_JSON_INT));
     struct kt_stream_ev ev = { .index = index };
     kt_wire_usage_unset(&ev.usage);
-    if (strcmp(type, "message_start") == 0) {
-        struct json_object *m = kt_wire_get(root, "message", json_type_object);
+    if (kt_json_streq(type, "message_start")) {
+        const struct kt_json *m = kt_wire_get(root, "message", KT_JSON_OBJECT);
         ev.type = KT_EV_MESSAGE_START;
-        ev.id = json_object_get_string(kt_wire_get(m, "id", json_type_string));
-        ev.model = json_object_get_string(kt_wire_get(m, "model", json_type_string));
-        usage_decode(kt_wire_get(m, "usage", json_type_object), &ev.usage);
+        ev.id = kt_json_strdup(t, kt_wire_get(m, "id", KT_JSON_STRING), NULL);
+        ev.model = kt_json_strdup(t, kt_wire_get(m, "model", KT_JSON_STRING), NULL);
+        usage_decode(kt_wire_get(m, "usage", KT_JSON_OBJECT), &ev.usage);
         d->started = 1;
         return emit(cb, ud, &ev, err);
     }
-    if (strcmp(type, "content_block_start") == 0) {
-        struct json_object *blk = kt_wire_get(root, "content_block", json_type_object);
-        const char *bt = json_object_get_string(kt_wire_get(blk, "type", json_type_string));
+    if (kt_json_streq(type, "content_block_start")) {
+        const struct kt_json *blk = kt_wire_get(root, "content_block", KT_JSON_OBJECT);
+        const struct kt_json *bt = kt_wire_get(blk, "type", KT_JSON_STRING);
         if (bt == NULL)
             return 0;
-        if (strcmp(bt, "text") == 0)
-            return str_ev(cb, ud, KT_EV_TEXT_DELTA, index, kt_wire_get(blk, "text", json_type_string), err);
-        if (strcmp(bt, "thinking") == 0)
-            return str_ev(cb, ud, KT_EV_THINKING_DELTA, index,
-                          kt_wire_get(blk, "thinking", json_type_string), err);
-        if (strcmp(bt, "tool_use") == 0) {
+        if (kt_json_streq(bt, "text"))
+            return str_ev(t, cb, ud, KT_EV_TEXT_DELTA, index, kt_wire_get(blk, "text", KT_JSON_STRING), err);
+        if (kt_json_streq(bt, "thinking"))
+            return str_ev(t, cb, ud, KT_EV_THINKING_DELTA, index,
+                          kt_wire_get(blk, "thinking", KT_JSON_STRING), err);
+        if (kt_json_streq(bt, "tool_use")) {
             ev.type = KT_EV_TOOL_CALL_START;
-            ev.id = json_object_get_string(kt_wire_get(blk, "id", json_type_string));
-            ev.name = json_object_get_string(kt_wire_get(blk, "name", json_type_string));
+            ev.id = kt_json_strdup(t, kt_wire_get(blk, "id", KT_JSON_STRING), NULL);
+            ev.name = kt_json_strdup(t, kt_wire_get(blk, "name", KT_JSON_STRING), NULL);
             return emit(cb, ud, &ev, err);
         }
         return 0;   /* redacted_thinking, server tool blocks: not streamed through */
     }
-    if (strcmp(type, "content_block_delta") == 0) {
-        struct json_object *dl = kt_wire_get(root, "delta", json_type_object);
-        const char *dt = json_object_get_string(kt_wire_get(dl, "type", json_type_string));
+    if (kt_json_streq(type, "content_block_delta")) {
+        const struct kt_json *dl = kt_wire_get(root, "delta", KT_JSON_OBJECT);
+        const struct kt_json *dt = kt_wire_get(dl, "type", KT_JSON_STRING);
         static const struct { const char *type, *field; enum kt_ev_type ev; } deltas[] = {
             { "text_delta", "text", KT_EV_TEXT_DELTA },
             { "input_json_delta", "partial_json", KT_EV_TOOL_ARGS_DELTA },
@@ -675,34 +686,34 @@ static int dec_event(struct kt_stream_dec *d, struct json_object *root, kt_strea
             { "signature_delta", "signature", KT_EV_SIGNATURE_DELTA },
         };
         for (size_t i = 0; dt && i < sizeof deltas / sizeof *deltas; i++)
-            if (strcmp(dt, deltas[i].type) == 0)
-                return str_ev(cb, ud, deltas[i].ev, index,
-                              kt_wire_get(dl, deltas[i].field, json_type_string), err);
+            if (kt_json_streq(dt, deltas[i].type))
+                return str_ev(t, cb, ud, deltas[i].ev, index,
+                              kt_wire_get(dl, deltas[i].field, KT_JSON_STRING), err);
         return 0;   /* citations_delta and future kinds */
     }
-    if (strcmp(type, "content_block_stop") == 0) {
+    if (kt_json_streq(type, "content_block_stop")) {
         ev.type = KT_EV_BLOCK_STOP;
         return emit(cb, ud, &ev, err);
     }
-    if (strcmp(type, "message_delta") == 0) {
-        struct json_object *dl = kt_wire_get(root, "delta", json_type_object);
+    if (kt_json_streq(type, "message_delta")) {
+        const struct kt_json *dl = kt_wire_get(root, "delta", KT_JSON_OBJECT);
         ev.type = KT_EV_FINISH;
-        ev.finish = stop_parse(json_object_get_string(kt_wire_get(dl, "stop_reason", json_type_string)));
-        ev.stop_sequence = json_object_get_string(kt_wire_get(dl, "stop_sequence", json_type_string));
-        usage_decode(kt_wire_get(root, "usage", json_type_object), &ev.usage);
+        ev.finish = stop_parse(kt_wire_get(dl, "stop_reason", KT_JSON_STRING));
+        ev.stop_sequence = kt_json_strdup(t, kt_wire_get(dl, "stop_sequence", KT_JSON_STRING), NULL);
+        usage_decode(kt_wire_get(root, "usage", KT_JSON_OBJECT), &ev.usage);
         d->finished = 1;
         return emit(cb, ud, &ev, err);
     }
-    if (strcmp(type, "message_stop") == 0) {
+    if (kt_json_streq(type, "message_stop")) {
         ev.type = KT_EV_DONE;
         return emit(cb, ud, &ev, err);
     }
-    if (strcmp(type, "error") == 0) {
+    if (kt_json_streq(type, "error")) {
         struct kt_ir_error ie = { .http_status = 0, .type = KT_IRE_API_ERROR, .retry_after = -1 };
-        struct json_object *eo = kt_wire_get(root, "error", json_type_object);
-        kt_wire_err_anthropic_parse(json_object_get_string(kt_wire_get(eo, "type", json_type_string)),
+        const struct kt_json *eo = kt_wire_get(root, "error", KT_JSON_OBJECT);
+        kt_wire_err_anthropic_parse(kt_json_strdup(t, kt_wire_get(eo, "type", KT_JSON_STRING), NULL),
                                     &ie.type);
-        ie.message = kt_wire_str(d->a, kt_wire_get(eo, "message", json_type_string), NULL);
+        ie.message = kt_wire_str(d->a, kt_wire_get(eo, "message", KT_JSON_STRING), NULL);
         ev.type = KT_EV_ERROR;
         ev.error = &ie;
         return emit(cb, ud, &ev, err);
@@ -839,12 +850,15 @@ int kt_wire_anthropic_dec_event(struct kt_stream_dec *d, const char *event, cons
         int rc = emit(cb, ud, &ev, err);
         return rc < 0 ? rc : 0;
     }
-    struct json_object *root;
-    if (kt_wire_parse(data, len, &root, err))
+    const struct kt_json *root;
+    struct kt_arena *t = kt_wire_scratch(d->a);
+    if (kt_wire_parse(t, data, len, &root, err)) {
+        kt_wire_scratch_done(t);
         return kt_err_set(err, KT_EINVAL, "upstream sent a malformed Anthropic stream event%s%s",
                           event ? " " : "", event ? event : "");
-    int rc = dec_event(d, root, cb, ud, err);
-    json_object_put(root);
+    }
+    int rc = dec_event(d, t, root, cb, ud, err);
+    kt_wire_scratch_done(t);
     return rc < 0 ? rc : 0;
 }
 

@@ -32,21 +32,23 @@ static struct kt_part *parts_add(struct kt_arena *a, struct parts *ps)
     return p;
 }
 
-/* data:image/png;base64,AAAA → base64 source; http(s) URL → url source. */
+/* data:image/png;base64,AAAA → base64 source; http(s) URL → url source.
+ * url holds len bytes, not NUL-terminated. */
 static int image_from_url(struct kt_arena *a, const char *url, size_t len, struct kt_part *p,
                           const char *where, struct kt_err *err)
 {
     p->type = KT_PART_IMAGE;
-    if (len > 5 && strncmp(url, "data:", 5) == 0) {
+    if (len > 5 && memcmp(url, "data:", 5) == 0) {
         const char *comma = memchr(url, ',', len);
         const char *b64 = comma ? memchr(url, ';', (size_t)(comma - url)) : NULL;
-        if (comma == NULL || b64 == NULL || strncmp(b64, ";base64,", 8) != 0)
+        if (comma == NULL || b64 == NULL || (size_t)(url + len - b64) < 8 ||
+            memcmp(b64, ";base64,", 8) != 0)
             return BAD("%s: data URLs must be base64 (data:MEDIA_TYPE;base64,DATA)", where);
         p->media_type = kt_arena_strndup(a, url + 5, (size_t)(b64 - url - 5));
         p->data = kt_arena_strndup(a, comma + 1, len - (size_t)(comma + 1 - url));
         return p->media_type && p->data ? 0 : KT_ENOMEM;
     }
-    if (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0) {
+    if ((len >= 8 && memcmp(url, "https://", 8) == 0) || (len >= 7 && memcmp(url, "http://", 7) == 0)) {
         p->is_url = 1;
         p->data = kt_arena_strndup(a, url, len);
         return p->data ? 0 : KT_ENOMEM;
@@ -56,12 +58,12 @@ static int image_from_url(struct kt_arena *a, const char *url, size_t len, struc
 
 /* content: string | array of parts | null. Text parts of a tool message or
  * a system message are joined by the caller. */
-static int decode_content(struct kt_arena *a, struct json_object *c, struct parts *ps,
+static int decode_content(struct kt_arena *a, const struct kt_json *c, struct parts *ps,
                           const char *where, struct kt_err *err)
 {
-    if (c == NULL || json_object_is_type(c, json_type_null))
+    if (c == NULL || c->type == KT_JSON_NULL)
         return 0;
-    if (json_object_is_type(c, json_type_string)) {
+    if (c->type == KT_JSON_STRING) {
         struct kt_part *p = parts_add(a, ps);
         if (p == NULL)
             return KT_ENOMEM;
@@ -69,37 +71,40 @@ static int decode_content(struct kt_arena *a, struct json_object *c, struct part
         p->text = kt_wire_str(a, c, &p->len);
         return p->text ? 0 : KT_ENOMEM;
     }
-    if (!json_object_is_type(c, json_type_array))
+    if (c->type != KT_JSON_ARRAY)
         return BAD("%s.content: expected a string, an array of content parts or null", where);
-    size_t n = json_object_array_length(c);
+    size_t n = kt_json_len(c);
     for (size_t i = 0; i < n; i++) {
-        struct json_object *o = json_object_array_get_idx(c, i);
-        const char *type = json_object_get_string(kt_wire_get(o, "type", json_type_string));
+        const struct kt_json *o = kt_json_at(c, i);
+        const struct kt_json *type = kt_wire_get(o, "type", KT_JSON_STRING);
         if (type == NULL)
             return BAD("%s.content[%zu]: expected an object with a string \"type\"", where, i);
         struct kt_part *p = parts_add(a, ps);
         if (p == NULL)
             return KT_ENOMEM;
-        if (strcmp(type, "text") == 0 || strcmp(type, "refusal") == 0) {
-            struct json_object *t = kt_wire_get(o, type, json_type_string);
+        if (kt_json_streq(type, "text") || kt_json_streq(type, "refusal")) {
+            const char *key = kt_json_streq(type, "text") ? "text" : "refusal";
+            const struct kt_json *t = kt_wire_get(o, key, KT_JSON_STRING);
             if (t == NULL)
-                return BAD("%s.content[%zu].%s: expected a string", where, i, type);
+                return BAD("%s.content[%zu].%s: expected a string", where, i, key);
             p->type = KT_PART_TEXT;
             p->text = kt_wire_str(a, t, &p->len);
-        } else if (strcmp(type, "image_url") == 0) {
-            struct json_object *iu = kt_wire_get(o, "image_url", json_type_object);
-            struct json_object *u = iu ? kt_wire_get(iu, "url", json_type_string)
-                                       : kt_wire_get(o, "image_url", json_type_string);
+        } else if (kt_json_streq(type, "image_url")) {
+            const struct kt_json *iu = kt_wire_get(o, "image_url", KT_JSON_OBJECT);
+            const struct kt_json *u = iu ? kt_wire_get(iu, "url", KT_JSON_STRING)
+                                         : kt_wire_get(o, "image_url", KT_JSON_STRING);
             if (u == NULL)
                 return BAD("%s.content[%zu].image_url.url: expected a string", where, i);
             char w[300];
             snprintf(w, sizeof w, "%s.content[%zu].image_url.url", where, i);
-            int rc = image_from_url(a, json_object_get_string(u),
-                                    (size_t)json_object_get_string_len(u), p, w, err);
+            size_t ulen = 0;
+            const char *url = kt_json_str(u, &ulen);
+            int rc = image_from_url(a, url, ulen, p, w, err);
             if (rc)
                 return rc;
         } else {
-            return BAD("%s.content[%zu]: content part type '%s' is not supported", where, i, type);
+            return BAD("%s.content[%zu]: content part type '%.*s' is not supported", where, i,
+                       (int)strnlen(type->u.s, type->n), type->u.s);
         }
     }
     return 0;
@@ -129,15 +134,15 @@ static char *join_text(struct kt_arena *a, const struct parts *ps, const char *s
     return s;
 }
 
-static int decode_tool_calls(struct kt_arena *a, struct json_object *tcs, struct parts *ps,
+static int decode_tool_calls(struct kt_arena *a, const struct kt_json *tcs, struct parts *ps,
                              const char *where, struct kt_err *err)
 {
-    size_t n = json_object_array_length(tcs);
+    size_t n = kt_json_len(tcs);
     for (size_t i = 0; i < n; i++) {
-        struct json_object *tc = json_object_array_get_idx(tcs, i);
-        struct json_object *fn = kt_wire_get(tc, "function", json_type_object);
-        struct json_object *id = kt_wire_get(tc, "id", json_type_string);
-        struct json_object *name = kt_wire_get(fn, "name", json_type_string);
+        const struct kt_json *tc = kt_json_at(tcs, i);
+        const struct kt_json *fn = kt_wire_get(tc, "function", KT_JSON_OBJECT);
+        const struct kt_json *id = kt_wire_get(tc, "id", KT_JSON_STRING);
+        const struct kt_json *name = kt_wire_get(fn, "name", KT_JSON_STRING);
         if (fn == NULL || id == NULL || name == NULL)
             return BAD("%s.tool_calls[%zu]: expected {id, type: \"function\", function: {name, arguments}}",
                        where, i);
@@ -147,9 +152,8 @@ static int decode_tool_calls(struct kt_arena *a, struct json_object *tcs, struct
         p->type = KT_PART_TOOL_USE;
         p->id = kt_wire_str(a, id, NULL);
         p->name = kt_wire_str(a, name, NULL);
-        struct json_object *args = kt_wire_get(fn, "arguments", json_type_string);
-        p->input_json = args && json_object_get_string_len(args) > 0
-                            ? kt_wire_str(a, args, NULL) : kt_arena_strdup(a, "{}");
+        const struct kt_json *args = kt_wire_get(fn, "arguments", KT_JSON_STRING);
+        p->input_json = args && args->n > 0 ? kt_wire_str(a, args, NULL) : kt_arena_strdup(a, "{}");
     }
     return 0;
 }
@@ -159,43 +163,45 @@ struct msgs {
     size_t n;
 };
 
-static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
+/* C string for messages: up to the first NUL, as json-c showed it */
+#define JS(v) (int)strnlen((v)->u.s, (v)->n), (v)->u.s
+
+static int decode_message(struct kt_arena *a, const struct kt_json *m, size_t i,
                           struct parts *sys, struct msgs *ms, struct kt_err *err)
 {
     char where[64];
     snprintf(where, sizeof where, "messages[%zu]", i);
-    const char *role = json_object_get_string(kt_wire_get(m, "role", json_type_string));
-    if (!json_object_is_type(m, json_type_object) || role == NULL)
+    const struct kt_json *role = kt_wire_get(m, "role", KT_JSON_STRING);
+    if (role == NULL)
         return BAD("%s: expected an object with a string \"role\"", where);
-    struct json_object *content = NULL;
-    json_object_object_get_ex(m, "content", &content);
+    const struct kt_json *content = kt_wire_member(m, "content");
     struct parts ps = {0};
     int rc;
 
-    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+    if (kt_json_streq(role, "system") || kt_json_streq(role, "developer")) {
         /* hoisted into the system prompt, in order */
         size_t before = sys->n;
         if ((rc = decode_content(a, content, sys, where, err)))
             return rc;
         for (size_t k = before; k < sys->n; k++)
             if (sys->v[k].type != KT_PART_TEXT)
-                return BAD("%s.content: %s messages may only hold text", where, role);
+                return BAD("%s.content: %.*s messages may only hold text", where, JS(role));
         return 0;
     }
     struct kt_msg *msg = &ms->v[ms->n];
-    if (strcmp(role, "user") == 0) {
+    if (kt_json_streq(role, "user")) {
         msg->role = KT_ROLE_USER;
         if ((rc = decode_content(a, content, &ps, where, err)))
             return rc;
-    } else if (strcmp(role, "assistant") == 0) {
+    } else if (kt_json_streq(role, "assistant")) {
         msg->role = KT_ROLE_ASSISTANT;
         if ((rc = decode_content(a, content, &ps, where, err)))
             return rc;
-        struct json_object *tcs = kt_wire_get(m, "tool_calls", json_type_array);
+        const struct kt_json *tcs = kt_wire_get(m, "tool_calls", KT_JSON_ARRAY);
         if (tcs && (rc = decode_tool_calls(a, tcs, &ps, where, err)))
             return rc;
-    } else if (strcmp(role, "tool") == 0) {
-        struct json_object *id = kt_wire_get(m, "tool_call_id", json_type_string);
+    } else if (kt_json_streq(role, "tool")) {
+        const struct kt_json *id = kt_wire_get(m, "tool_call_id", KT_JSON_STRING);
         if (id == NULL)
             return BAD("%s.tool_call_id: required for role \"tool\"", where);
         if ((rc = decode_content(a, content, &ps, where, err)))
@@ -211,10 +217,10 @@ static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
         msg->nparts = 1;
         ms->n++;
         return p->text ? 0 : KT_ENOMEM;
-    } else if (strcmp(role, "function") == 0) {
+    } else if (kt_json_streq(role, "function")) {
         return BAD("%s: role \"function\" (deprecated) is not supported; use tools and role \"tool\"", where);
     } else {
-        return BAD("%s.role: unknown role '%s'", where, role);
+        return BAD("%s.role: unknown role '%.*s'", where, JS(role));
     }
     msg->parts = ps.v;
     msg->nparts = ps.n;
@@ -222,49 +228,48 @@ static int decode_message(struct kt_arena *a, struct json_object *m, size_t i,
     return 0;
 }
 
-static int decode_tools(struct kt_arena *a, struct json_object *tools, struct kt_request *req,
+static int decode_tools(struct kt_arena *a, const struct kt_json *tools, struct kt_request *req,
                         struct kt_err *err)
 {
-    size_t n = json_object_array_length(tools);
+    size_t n = kt_json_len(tools);
     req->tools = kt_arena_alloc(a, (n ? n : 1) * sizeof *req->tools);
     if (req->tools == NULL)
         return KT_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        struct json_object *t = json_object_array_get_idx(tools, i);
-        const char *type = json_object_get_string(kt_wire_get(t, "type", json_type_string));
-        struct json_object *fn = kt_wire_get(t, "function", json_type_object);
-        if (type == NULL || strcmp(type, "function") != 0 || fn == NULL)
+        const struct kt_json *t = kt_json_at(tools, i);
+        const struct kt_json *fn = kt_wire_get(t, "function", KT_JSON_OBJECT);
+        if (!kt_json_streq(kt_wire_get(t, "type", KT_JSON_STRING), "function") || fn == NULL)
             return BAD("tools[%zu]: only {type: \"function\", function: {...}} tools are supported", i);
-        struct json_object *name = kt_wire_get(fn, "name", json_type_string);
+        const struct kt_json *name = kt_wire_get(fn, "name", KT_JSON_STRING);
         if (name == NULL)
             return BAD("tools[%zu].function.name: required", i);
         struct kt_tool *tool = &req->tools[req->ntools++];
         tool->name = kt_wire_str(a, name, NULL);
-        tool->description = kt_wire_str(a, kt_wire_get(fn, "description", json_type_string), NULL);
-        struct json_object *params = kt_wire_get(fn, "parameters", json_type_object);
+        tool->description = kt_wire_str(a, kt_wire_get(fn, "description", KT_JSON_STRING), NULL);
+        const struct kt_json *params = kt_wire_get(fn, "parameters", KT_JSON_OBJECT);
         if (params)
             tool->schema_json = kt_wire_json_text(a, params);
     }
     return 0;
 }
 
-static int decode_tool_choice(struct kt_arena *a, struct json_object *tc, struct kt_request *req,
+static int decode_tool_choice(struct kt_arena *a, const struct kt_json *tc, struct kt_request *req,
                               struct kt_err *err)
 {
     static const struct { const char *s; enum kt_tool_choice v; } names[] = {
         { "auto", KT_TC_AUTO }, { "none", KT_TC_NONE }, { "required", KT_TC_REQUIRED },
     };
-    if (json_object_is_type(tc, json_type_string)) {
+    if (tc->type == KT_JSON_STRING) {
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-            if (strcmp(json_object_get_string(tc), names[i].s) == 0) {
+            if (kt_json_streq(tc, names[i].s)) {
                 req->tool_choice = names[i].v;
                 return 0;
             }
         }
         return BAD("tool_choice: expected \"auto\", \"none\", \"required\" or {type: \"function\", function: {name}}");
     }
-    struct json_object *fn = kt_wire_get(tc, "function", json_type_object);
-    struct json_object *name = kt_wire_get(fn, "name", json_type_string);
+    const struct kt_json *fn = kt_wire_get(tc, "function", KT_JSON_OBJECT);
+    const struct kt_json *name = kt_wire_get(fn, "name", KT_JSON_STRING);
     if (name == NULL)
         return BAD("tool_choice.function.name: required");
     req->tool_choice = KT_TC_NAMED;
@@ -272,22 +277,21 @@ static int decode_tool_choice(struct kt_arena *a, struct json_object *tc, struct
     return 0;
 }
 
-int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
+int kt_wire_openai_decode_request(const struct kt_json *root, struct kt_arena *a,
                                   struct kt_request *req, struct kt_err *err)
 {
     int rc;
-    struct json_object *v = NULL, *msgs = NULL;
+    const struct kt_json *v = NULL, *msgs = NULL;
     if ((rc = kt_wire_decode_head(root, a, req, &msgs, err)))
         return rc;
-    size_t n = json_object_array_length(msgs);
+    size_t n = kt_json_len(msgs);
 
     long nchoices = 1;
     if ((rc = kt_wire_get_int(root, "n", &nchoices, err)))
         return rc;
     if (nchoices != 1)
         return BAD("n: only n = 1 is supported (got %ld)", nchoices);
-    if (json_object_object_get_ex(root, "functions", NULL) ||
-        json_object_object_get_ex(root, "function_call", NULL))
+    if (kt_json_get(root, "functions") || kt_json_get(root, "function_call"))
         return BAD("functions/function_call (deprecated) are not supported; use tools and tool_choice");
 
     struct parts sys = {0};
@@ -295,7 +299,7 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
     if (ms.v == NULL)
         return KT_ENOMEM;
     for (size_t i = 0; i < n; i++)
-        if ((rc = decode_message(a, json_object_array_get_idx(msgs, i), i, &sys, &ms, err)))
+        if ((rc = decode_message(a, kt_json_at(msgs, i), i, &sys, &ms, err)))
             return rc;
     req->system = sys.v;
     req->nsystem = sys.n;
@@ -311,50 +315,49 @@ int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
         (rc = kt_wire_get_int(root, "top_k", &req->top_k, err)) ||
         (rc = kt_wire_get_bool(root, "stream", &req->stream, err)))
         return rc;
-    struct json_object *so = kt_wire_get(root, "stream_options", json_type_object);
+    const struct kt_json *so = kt_wire_get(root, "stream_options", KT_JSON_OBJECT);
     if (so && (rc = kt_wire_get_bool(so, "include_usage", &req->include_usage, err)))
         return rc;
 
-    if (json_object_object_get_ex(root, "stop", &v) && v) {
-        if (json_object_is_type(v, json_type_string)) {
+    if ((v = kt_wire_member(root, "stop"))) {
+        if (v->type == KT_JSON_STRING) {
             req->stop = kt_arena_alloc(a, sizeof *req->stop);
             req->stop[0] = kt_wire_str(a, v, NULL);
             req->nstop = 1;
-        } else if (json_object_is_type(v, json_type_array)) {
-            size_t ns = json_object_array_length(v);
+        } else if (v->type == KT_JSON_ARRAY) {
+            size_t ns = kt_json_len(v);
             req->stop = kt_arena_alloc(a, (ns ? ns : 1) * sizeof *req->stop);
             for (size_t i = 0; i < ns; i++) {
-                struct json_object *s = json_object_array_get_idx(v, i);
-                if (!json_object_is_type(s, json_type_string))
+                const struct kt_json *s = kt_json_at(v, i);
+                if (s->type != KT_JSON_STRING)
                     return BAD("stop[%zu]: expected a string", i);
                 req->stop[req->nstop++] = kt_wire_str(a, s, NULL);
             }
-        } else if (!json_object_is_type(v, json_type_null)) {
+        } else {
             return BAD("stop: expected a string or an array of strings");
         }
     }
 
-    if (json_object_object_get_ex(root, "tools", &v) && v) {
-        if (!json_object_is_type(v, json_type_array))
+    if ((v = kt_wire_member(root, "tools"))) {
+        if (v->type != KT_JSON_ARRAY)
             return BAD("tools: expected an array");
         if ((rc = decode_tools(a, v, req, err)))
             return rc;
     }
-    if (json_object_object_get_ex(root, "tool_choice", &v) && v &&
-        (rc = decode_tool_choice(a, v, req, err)))
+    if ((v = kt_wire_member(root, "tool_choice")) && (rc = decode_tool_choice(a, v, req, err)))
         return rc;
     if ((rc = kt_wire_get_bool(root, "parallel_tool_calls", &req->parallel_tool_calls, err)))
         return rc;
-    if (json_object_object_get_ex(root, "user", &v) && v) {
-        if (!json_object_is_type(v, json_type_string))
+    if ((v = kt_wire_member(root, "user"))) {
+        if (v->type != KT_JSON_STRING)
             return BAD("user: expected a string");
         req->user = kt_wire_str(a, v, NULL);
     }
     /* Anthropic's compatibility layer takes extended thinking through
      * extra_body: {"thinking": {"type": "enabled", "budget_tokens": N}} */
-    struct json_object *th = kt_wire_get(root, "thinking", json_type_object);
-    const char *tht = json_object_get_string(kt_wire_get(th, "type", json_type_string));
-    if (tht && strcmp(tht, "enabled") == 0 && (rc = kt_wire_get_int(th, "budget_tokens", &req->thinking_budget, err)))
+    const struct kt_json *th = kt_wire_get(root, "thinking", KT_JSON_OBJECT);
+    if (kt_json_streq(kt_wire_get(th, "type", KT_JSON_STRING), "enabled") &&
+        (rc = kt_wire_get_int(th, "budget_tokens", &req->thinking_budget, err)))
         return rc;
     return 0;
 }
@@ -607,12 +610,13 @@ static const struct { const char *s; enum kt_finish f; } finish_table[] = {
     { "content_filter", KT_FINISH_CONTENT_FILTER },
 };
 
-static enum kt_finish finish_parse(const char *s)
+/* v: the finish_reason string node, or NULL */
+static enum kt_finish finish_parse(const struct kt_json *v)
 {
-    for (size_t i = 0; s && i < sizeof finish_table / sizeof *finish_table; i++)
-        if (strcmp(s, finish_table[i].s) == 0)
+    for (size_t i = 0; v && i < sizeof finish_table / sizeof *finish_table; i++)
+        if (kt_json_streq(v, finish_table[i].s))
             return finish_table[i].f;
-    return s ? KT_FINISH_STOP : KT_FINISH_NONE;
+    return v ? KT_FINISH_STOP : KT_FINISH_NONE;
 }
 
 static const char *finish_str(enum kt_finish f)
@@ -626,55 +630,55 @@ static const char *finish_str(enum kt_finish f)
     return (unsigned)f < sizeof names / sizeof *names ? names[f] : "stop";
 }
 
-static void usage_decode(struct json_object *u, struct kt_usage *out)
+static void usage_decode(const struct kt_json *u, struct kt_usage *out)
 {
-    long prompt = (long)json_object_get_int64(kt_wire_get(u, "prompt_tokens", json_type_int));
-    struct json_object *d = kt_wire_get(u, "prompt_tokens_details", json_type_object);
-    long cached = (long)json_object_get_int64(kt_wire_get(d, "cached_tokens", json_type_int));
+    long prompt = (long)kt_json_int(kt_wire_get(u, "prompt_tokens", KT_JSON_INT));
+    const struct kt_json *d = kt_wire_get(u, "prompt_tokens_details", KT_JSON_OBJECT);
+    long cached = (long)kt_json_int(kt_wire_get(d, "cached_tokens", KT_JSON_INT));
     out->cache_read = cached;
     out->cache_creation = 0;
     out->input = prompt - cached > 0 ? prompt - cached : 0;
-    out->output = (long)json_object_get_int64(kt_wire_get(u, "completion_tokens", json_type_int));
+    out->output = (long)kt_json_int(kt_wire_get(u, "completion_tokens", KT_JSON_INT));
 }
 
-int kt_wire_openai_decode_response(struct json_object *root, struct kt_arena *a,
+int kt_wire_openai_decode_response(const struct kt_json *root, struct kt_arena *a,
                                    struct kt_response *resp, struct kt_err *err)
 {
-    struct json_object *choices = kt_wire_get(root, "choices", json_type_array);
-    struct json_object *c0 = choices ? json_object_array_get_idx(choices, 0) : NULL;
-    struct json_object *msg = kt_wire_get(c0, "message", json_type_object);
+    const struct kt_json *choices = kt_wire_get(root, "choices", KT_JSON_ARRAY);
+    const struct kt_json *c0 = kt_json_at(choices, 0);
+    const struct kt_json *msg = kt_wire_get(c0, "message", KT_JSON_OBJECT);
     if (msg == NULL)
         return BAD("OpenAI response: choices[0].message missing");
-    resp->id = kt_wire_str(a, kt_wire_get(root, "id", json_type_string), NULL);
-    resp->model = kt_wire_str(a, kt_wire_get(root, "model", json_type_string), NULL);
-    resp->created = (long)json_object_get_int64(kt_wire_get(root, "created", json_type_int));
+    resp->id = kt_wire_str(a, kt_wire_get(root, "id", KT_JSON_STRING), NULL);
+    resp->model = kt_wire_str(a, kt_wire_get(root, "model", KT_JSON_STRING), NULL);
+    resp->created = (long)kt_json_int(kt_wire_get(root, "created", KT_JSON_INT));
     struct parts ps = {0};
-    struct json_object *v;
+    const struct kt_json *v;
     /* reasoning_content: the de-facto field of OpenAI-compatible servers */
-    if ((v = kt_wire_get(msg, "reasoning_content", json_type_string)) ||
-        (v = kt_wire_get(msg, "reasoning", json_type_string))) {
+    if ((v = kt_wire_get(msg, "reasoning_content", KT_JSON_STRING)) ||
+        (v = kt_wire_get(msg, "reasoning", KT_JSON_STRING))) {
         struct kt_part *p = parts_add(a, &ps);
         if (p == NULL)
             return KT_ENOMEM;
         p->type = KT_PART_THINKING;
         p->text = kt_wire_str(a, v, &p->len);
     }
-    if ((v = kt_wire_get(msg, "content", json_type_string)) ||
-        (v = kt_wire_get(msg, "refusal", json_type_string))) {
+    if ((v = kt_wire_get(msg, "content", KT_JSON_STRING)) ||
+        (v = kt_wire_get(msg, "refusal", KT_JSON_STRING))) {
         struct kt_part *p = parts_add(a, &ps);
         if (p == NULL)
             return KT_ENOMEM;
         p->type = KT_PART_TEXT;
         p->text = kt_wire_str(a, v, &p->len);
     }
-    struct json_object *tcs = kt_wire_get(msg, "tool_calls", json_type_array);
+    const struct kt_json *tcs = kt_wire_get(msg, "tool_calls", KT_JSON_ARRAY);
     int rc;
     if (tcs && (rc = decode_tool_calls(a, tcs, &ps, "choices[0].message", err)))
         return rc;
     resp->parts = ps.v;
     resp->nparts = ps.n;
-    resp->finish = finish_parse(json_object_get_string(kt_wire_get(c0, "finish_reason", json_type_string)));
-    usage_decode(kt_wire_get(root, "usage", json_type_object), &resp->usage);
+    resp->finish = finish_parse(kt_wire_get(c0, "finish_reason", KT_JSON_STRING));
+    usage_decode(kt_wire_get(root, "usage", KT_JSON_OBJECT), &resp->usage);
     return 0;
 }
 
@@ -736,56 +740,69 @@ static int open_block(struct kt_stream_dec *d, int kind, kt_stream_ev_fn cb, voi
     return d->open_block;
 }
 
-static int dec_chunk(struct kt_stream_dec *d, struct json_object *root, kt_stream_ev_fn cb,
-                     void *ud, struct kt_err *err)
+/* A string of the event being decoded, NUL-terminated in the scratch
+ * arena t (it lives as long as the event's tree); NULL when v is not a
+ * string. */
+static const char *ev_str(struct kt_arena *t, const struct kt_json *v, size_t *len)
+{
+    return kt_json_strdup(t, v, len);
+}
+
+/* a text delta event for string v when it is not empty */
+static int text_ev(struct kt_arena *t, kt_stream_ev_fn cb, void *ud, enum kt_ev_type type,
+                   int idx, const struct kt_json *v, struct kt_err *err)
+{
+    struct kt_stream_ev ev = { .type = type, .index = idx };
+    ev.text = ev_str(t, v, &ev.len);
+    if (ev.text == NULL)
+        return kt_err_set(err, KT_ENOMEM, "out of memory");
+    return emit(cb, ud, &ev, err);
+}
+
+static int dec_chunk(struct kt_stream_dec *d, struct kt_arena *t, const struct kt_json *root,
+                     kt_stream_ev_fn cb, void *ud, struct kt_err *err)
 {
     int rc;
-    struct json_object *choices = kt_wire_get(root, "choices", json_type_array);
-    if (!d->started && (choices == NULL || json_object_array_length(choices) == 0) &&
-        kt_wire_get(root, "usage", json_type_object) == NULL)
+    const struct kt_json *choices = kt_wire_get(root, "choices", KT_JSON_ARRAY);
+    if (!d->started && kt_json_len(choices) == 0 &&
+        kt_wire_get(root, "usage", KT_JSON_OBJECT) == NULL)
         return 0;   /* Azure's leading prompt_filter_results chunk: no id, no model yet */
     if (!d->started) {
         d->started = 1;
         struct kt_stream_ev ev = { .type = KT_EV_MESSAGE_START };
-        ev.id = json_object_get_string(kt_wire_get(root, "id", json_type_string));
-        ev.model = json_object_get_string(kt_wire_get(root, "model", json_type_string));
+        ev.id = ev_str(t, kt_wire_get(root, "id", KT_JSON_STRING), NULL);
+        ev.model = ev_str(t, kt_wire_get(root, "model", KT_JSON_STRING), NULL);
         kt_wire_usage_unset(&ev.usage);
         if ((rc = emit(cb, ud, &ev, err)) < 0)
             return rc;
     }
-    struct json_object *c0 = choices ? json_object_array_get_idx(choices, 0) : NULL;
-    struct json_object *delta = kt_wire_get(c0, "delta", json_type_object);
-    struct json_object *v;
-    if ((v = kt_wire_get(delta, "reasoning_content", json_type_string)) ||
-        (v = kt_wire_get(delta, "reasoning", json_type_string))) {
-        if (json_object_get_string_len(v) > 0) {
+    const struct kt_json *c0 = kt_json_at(choices, 0);
+    const struct kt_json *delta = kt_wire_get(c0, "delta", KT_JSON_OBJECT);
+    const struct kt_json *v;
+    if ((v = kt_wire_get(delta, "reasoning_content", KT_JSON_STRING)) ||
+        (v = kt_wire_get(delta, "reasoning", KT_JSON_STRING))) {
+        if (v->n > 0) {
             int idx = open_block(d, 1, cb, ud, err);
             if (idx < 0)
                 return idx;
-            struct kt_stream_ev ev = { .type = KT_EV_THINKING_DELTA, .index = idx,
-                                       .text = json_object_get_string(v),
-                                       .len = (size_t)json_object_get_string_len(v) };
-            if ((rc = emit(cb, ud, &ev, err)) < 0)
+            if ((rc = text_ev(t, cb, ud, KT_EV_THINKING_DELTA, idx, v, err)) < 0)
                 return rc;
         }
     }
-    if ((v = kt_wire_get(delta, "content", json_type_string)) && json_object_get_string_len(v) > 0) {
+    if ((v = kt_wire_get(delta, "content", KT_JSON_STRING)) && v->n > 0) {
         int idx = open_block(d, 0, cb, ud, err);
         if (idx < 0)
             return idx;
-        struct kt_stream_ev ev = { .type = KT_EV_TEXT_DELTA, .index = idx,
-                                   .text = json_object_get_string(v),
-                                   .len = (size_t)json_object_get_string_len(v) };
-        if ((rc = emit(cb, ud, &ev, err)) < 0)
+        if ((rc = text_ev(t, cb, ud, KT_EV_TEXT_DELTA, idx, v, err)) < 0)
             return rc;
     }
-    struct json_object *tcs = kt_wire_get(delta, "tool_calls", json_type_array);
-    size_t ntc = tcs ? json_object_array_length(tcs) : 0;
+    const struct kt_json *tcs = kt_wire_get(delta, "tool_calls", KT_JSON_ARRAY);
+    size_t ntc = kt_json_len(tcs);
     for (size_t i = 0; i < ntc; i++) {
-        struct json_object *tc = json_object_array_get_idx(tcs, i);
-        struct json_object *fn = kt_wire_get(tc, "function", json_type_object);
-        struct json_object *ti = kt_wire_get(tc, "index", json_type_int);
-        int tidx = ti ? (int)json_object_get_int(ti) : (int)i;
+        const struct kt_json *tc = kt_json_at(tcs, i);
+        const struct kt_json *fn = kt_wire_get(tc, "function", KT_JSON_OBJECT);
+        const struct kt_json *ti = kt_wire_get(tc, "index", KT_JSON_INT);
+        int tidx = ti ? kt_wire_int32(ti) : (int)i;
         int idx = kt_wire_imap_get(&d->tools, tidx);
         if (idx < 0) {
             idx = open_block(d, 2, cb, ud, err);
@@ -794,8 +811,8 @@ static int dec_chunk(struct kt_stream_dec *d, struct json_object *root, kt_strea
             if ((rc = kt_wire_imap_set(d->a, &d->tools, tidx, idx)))
                 return kt_err_set(err, rc, "tool call index %d out of range", tidx);
             struct kt_stream_ev ev = { .type = KT_EV_TOOL_CALL_START, .index = idx };
-            ev.id = json_object_get_string(kt_wire_get(tc, "id", json_type_string));
-            ev.name = json_object_get_string(kt_wire_get(fn, "name", json_type_string));
+            ev.id = ev_str(t, kt_wire_get(tc, "id", KT_JSON_STRING), NULL);
+            ev.name = ev_str(t, kt_wire_get(fn, "name", KT_JSON_STRING), NULL);
             if (ev.id == NULL)
                 ev.id = "";
             if (ev.name == NULL)
@@ -803,17 +820,12 @@ static int dec_chunk(struct kt_stream_dec *d, struct json_object *root, kt_strea
             if ((rc = emit(cb, ud, &ev, err)) < 0)
                 return rc;
         }
-        struct json_object *args = kt_wire_get(fn, "arguments", json_type_string);
-        if (args && json_object_get_string_len(args) > 0) {
-            struct kt_stream_ev ev = { .type = KT_EV_TOOL_ARGS_DELTA, .index = idx,
-                                       .text = json_object_get_string(args),
-                                       .len = (size_t)json_object_get_string_len(args) };
-            if ((rc = emit(cb, ud, &ev, err)) < 0)
-                return rc;
-        }
+        const struct kt_json *args = kt_wire_get(fn, "arguments", KT_JSON_STRING);
+        if (args && args->n > 0 && (rc = text_ev(t, cb, ud, KT_EV_TOOL_ARGS_DELTA, idx, args, err)) < 0)
+            return rc;
     }
-    const char *fr = json_object_get_string(kt_wire_get(c0, "finish_reason", json_type_string));
-    struct json_object *u = kt_wire_get(root, "usage", json_type_object);
+    const struct kt_json *fr = kt_wire_get(c0, "finish_reason", KT_JSON_STRING);
+    const struct kt_json *u = kt_wire_get(root, "usage", KT_JSON_OBJECT);
     if (fr) {
         if (d->open_block >= 0) {
             struct kt_stream_ev stop = { .type = KT_EV_BLOCK_STOP, .index = d->open_block };
@@ -840,24 +852,28 @@ static int dec_chunk(struct kt_stream_dec *d, struct json_object *root, kt_strea
 int kt_wire_openai_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
                              size_t len, kt_stream_ev_fn cb, void *ud, struct kt_err *err)
 {
+    (void)event;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         struct kt_stream_ev ev = { .type = KT_EV_DONE };
         return emit(cb, ud, &ev, err);
     }
-    struct json_object *root;
-    int rc = kt_wire_parse(data, len, &root, err);
-    if (rc)
+    const struct kt_json *root;
+    struct kt_arena *t = kt_wire_scratch(d->a);
+    int rc = kt_wire_parse(t, data, len, &root, err);
+    if (rc) {
+        kt_wire_scratch_done(t);
         return kt_err_set(err, KT_EINVAL, "upstream sent a malformed OpenAI stream chunk");
-    struct json_object *eo = kt_wire_get(root, "error", json_type_object);
+    }
+    const struct kt_json *eo = kt_wire_get(root, "error", KT_JSON_OBJECT);
     if (eo) {
         struct kt_ir_error ie;
         kt_wire_decode_error(KT_FMT_OPENAI, 500, data, len, d->a, &ie);
         struct kt_stream_ev ev = { .type = KT_EV_ERROR, .error = &ie };
         rc = emit(cb, ud, &ev, err);
     } else {
-        rc = dec_chunk(d, root, cb, ud, err);
+        rc = dec_chunk(d, t, root, cb, ud, err);
     }
-    json_object_put(root);
+    kt_wire_scratch_done(t);
     return rc < 0 ? rc : 0;
 }
 

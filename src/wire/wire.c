@@ -12,74 +12,41 @@
 
 /* ---- JSON helpers ---- */
 
-struct json_object *kt_wire_get(struct json_object *o, const char *key, enum json_type t)
+int kt_wire_int32(const struct kt_json *v)
 {
-    struct json_object *v = NULL;
-    if (o == NULL || !json_object_object_get_ex(o, key, &v) || v == NULL)
-        return NULL;
-    return json_object_is_type(v, t) ? v : NULL;
+    int64_t i = kt_json_int(v);
+    return i > INT_MAX ? INT_MAX : i < INT_MIN ? INT_MIN : (int)i;
 }
 
-char *kt_wire_str(struct kt_arena *a, struct json_object *s, size_t *len)
+/* One scratch arena per process for parse trees: the decoders copy what
+ * they keep into the request arena, so a tree dies with its decode, and
+ * reusing one block saves a malloc per request and per stream event.
+ * Workers are single-threaded; a decode nested in another (a stream
+ * callback decoding) parses into its caller's arena instead. */
+static struct kt_arena scratch;
+static int scratch_busy;
+
+struct kt_arena *kt_wire_scratch(struct kt_arena *fallback)
 {
-    if (s == NULL || !json_object_is_type(s, json_type_string))
-        return NULL;
-    size_t n = (size_t)json_object_get_string_len(s);
-    if (len)
-        *len = n;
-    return kt_arena_strndup(a, json_object_get_string(s), n);
+    if (scratch_busy)
+        return fallback;
+    if (scratch.block_size == 0)
+        kt_arena_init(&scratch, 32768);
+    scratch_busy = 1;
+    return &scratch;
 }
 
-char *kt_wire_json_text(struct kt_arena *a, struct json_object *o)
+void kt_wire_scratch_done(struct kt_arena *s)
 {
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(
-        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    return s ? kt_arena_strndup(a, s, n) : NULL;
-}
-
-/* One tokener per process, reset between documents: json_tokener_new
- * allocates a parse stack on every call, and parsing is on every request
- * and every stream event. Workers are single-threaded. */
-static struct json_tokener *process_tokener(void)
-{
-    static struct json_tokener *tok;
-    if (tok == NULL)
-        tok = json_tokener_new();
-    else
-        json_tokener_reset(tok);
-    return tok;
-}
-
-static struct json_object *parse_json(const char *text, size_t len)
-{
-    if (len > INT_MAX)
-        return NULL;
-    struct json_tokener *tok = process_tokener();
-    if (tok == NULL)
-        return NULL;
-    struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-    if (o && json_tokener_get_error(tok) == json_tokener_success) {
-        for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
-            if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t') {
-                json_object_put(o);             /* trailing garbage */
-                o = NULL;
-                break;
-            }
-        }
-    } else if (o) {
-        json_object_put(o);
-        o = NULL;
+    if (s == &scratch) {
+        kt_arena_reset(&scratch);
+        scratch_busy = 0;
     }
-    return o;
 }
 
 int kt_wire_valid_json(const char *text, size_t len)
 {
-    struct json_object *o = parse_json(text, len);
-    int ok = o && json_object_is_type(o, json_type_object);
-    json_object_put(o);
-    return ok;
+    return kt_json_valid(text, len, KT_JSON_OBJECT);
 }
 
 int kt_wire_put_json_object(struct kt_buf *b, const char *text)
@@ -99,39 +66,39 @@ int kt_wire_put_double(struct kt_buf *b, double d)
     return kt_buf_printf(b, "%.15g", d);
 }
 
-int kt_wire_get_number(struct json_object *root, const char *key, double *out, int *has,
+int kt_wire_get_number(const struct kt_json *root, const char *key, double *out, int *has,
                        struct kt_err *err)
 {
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+    const struct kt_json *v = kt_wire_member(root, key);
+    if (v == NULL)
         return 0;
-    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+    if (v->type != KT_JSON_DOUBLE && v->type != KT_JSON_INT)
         return kt_err_set(err, KT_EINVAL, "%s: expected a number", key);
-    *out = json_object_get_double(v);
+    *out = kt_json_double(v);
     if (has)
         *has = 1;
     return 0;
 }
 
-int kt_wire_get_int(struct json_object *root, const char *key, long *out, struct kt_err *err)
+int kt_wire_get_int(const struct kt_json *root, const char *key, long *out, struct kt_err *err)
 {
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+    const struct kt_json *v = kt_wire_member(root, key);
+    if (v == NULL)
         return 0;
-    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+    if (v->type != KT_JSON_INT || v->u.i < 0)
         return kt_err_set(err, KT_EINVAL, "%s: expected a non-negative integer", key);
-    *out = (long)json_object_get_int64(v);
+    *out = (long)v->u.i;
     return 0;
 }
 
-int kt_wire_get_bool(struct json_object *root, const char *key, int *out, struct kt_err *err)
+int kt_wire_get_bool(const struct kt_json *root, const char *key, int *out, struct kt_err *err)
 {
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+    const struct kt_json *v = kt_wire_member(root, key);
+    if (v == NULL)
         return 0;
-    if (!json_object_is_type(v, json_type_boolean))
+    if (v->type != KT_JSON_BOOL)
         return kt_err_set(err, KT_EINVAL, "%s: expected true or false", key);
-    *out = json_object_get_boolean(v);
+    *out = kt_json_bool(v);
     return 0;
 }
 
@@ -154,35 +121,37 @@ int kt_wire_enc_begin(struct kt_stream_enc *e, const struct kt_stream_ev *ev, co
     return 1;
 }
 
-int kt_wire_decode_head(struct json_object *root, struct kt_arena *a, struct kt_request *req,
-                        struct json_object **msgs, struct kt_err *err)
+int kt_wire_decode_head(const struct kt_json *root, struct kt_arena *a, struct kt_request *req,
+                        const struct kt_json **msgs, struct kt_err *err)
 {
-    struct json_object *v = NULL;
-    if (json_object_object_get_ex(root, "model", &v)) {
-        if (!json_object_is_type(v, json_type_string))
+    const struct kt_json *v = kt_json_get(root, "model");
+    if (v) {
+        if (v->type != KT_JSON_STRING)
             return kt_err_set(err, KT_EINVAL, "model: expected a string");
         req->model = kt_wire_str(a, v, NULL);
     }
-    *msgs = kt_wire_get(root, "messages", json_type_array);
+    *msgs = kt_wire_get(root, "messages", KT_JSON_ARRAY);
     if (*msgs == NULL)
         return kt_err_set(err, KT_EINVAL, "messages: required, an array of messages");
-    if (json_object_array_length(*msgs) == 0)
+    if (kt_json_len(*msgs) == 0)
         return kt_err_set(err, KT_EINVAL, "messages: must not be empty");
     return 0;
 }
 
-int kt_wire_parse(const char *body, size_t len, struct json_object **out, struct kt_err *err)
+int kt_wire_parse(struct kt_arena *t, const char *body, size_t len, const struct kt_json **out,
+                  struct kt_err *err)
 {
     *out = NULL;
     if (body == NULL || len == 0)
         return kt_err_set(err, KT_EINVAL, "empty body: expected a JSON object");
-    struct json_object *o = parse_json(body, len);
-    if (o == NULL)
+    const struct kt_json *o;
+    int rc = kt_json_parse(t, body, len, &o, NULL);
+    if (rc == KT_ENOMEM)
+        return kt_err_set(err, KT_ENOMEM, "out of memory");
+    if (rc)
         return kt_err_set(err, KT_EINVAL, "invalid JSON in body");
-    if (!json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
+    if (o->type != KT_JSON_OBJECT)
         return kt_err_set(err, KT_EINVAL, "body must be a JSON object");
-    }
     *out = o;
     return 0;
 }
@@ -294,26 +263,27 @@ int kt_wire_decode_error(enum kt_format fmt, int http_status, const char *body, 
     e->http_status = http_status;
     e->type = kt_wire_error_type_for_status(http_status);
     e->retry_after = -1;
-    struct json_object *root = NULL;
+    const struct kt_json *root = NULL;
     struct kt_err perr;
-    if (body && len && kt_wire_parse(body, len, &root, &perr) == 0) {
-        struct json_object *eo = kt_wire_get(root, "error", json_type_object);
+    struct kt_arena *t = kt_wire_scratch(a);
+    if (body && len && kt_wire_parse(t, body, len, &root, &perr) == 0) {
+        const struct kt_json *eo = kt_wire_get(root, "error", KT_JSON_OBJECT), *ty;
         if (eo) {
-            e->message = kt_wire_str(a, kt_wire_get(eo, "message", json_type_string), NULL);
-            const char *type = json_object_get_string(kt_wire_get(eo, "type", json_type_string));
-            enum kt_ir_err_type t;
-            if (fmt == KT_FMT_ANTHROPIC && kt_wire_err_anthropic_parse(type, &t) == 0)
-                e->type = t;
-            else if (fmt == KT_FMT_OPENAI && type && strcmp(type, "policy_violation") == 0)
+            e->message = kt_wire_str(a, kt_wire_get(eo, "message", KT_JSON_STRING), NULL);
+            char *type = kt_wire_str(t, ty = kt_wire_get(eo, "type", KT_JSON_STRING), NULL);
+            enum kt_ir_err_type et;
+            if (fmt == KT_FMT_ANTHROPIC && kt_wire_err_anthropic_parse(type, &et) == 0)
+                e->type = et;
+            else if (fmt == KT_FMT_OPENAI && kt_json_streq(ty, "policy_violation"))
                 e->type = KT_IRE_POLICY_VIOLATION;
-            struct json_object *code = kt_wire_get(eo, "code", json_type_string);
+            const struct kt_json *code = kt_wire_get(eo, "code", KT_JSON_STRING);
             if (fmt == KT_FMT_OPENAI && code)
                 e->code = kt_wire_str(a, code, NULL);
-        } else if (kt_wire_get(root, "error", json_type_string)) {
-            e->message = kt_wire_str(a, kt_wire_get(root, "error", json_type_string), NULL);
+        } else if (kt_wire_get(root, "error", KT_JSON_STRING)) {
+            e->message = kt_wire_str(a, kt_wire_get(root, "error", KT_JSON_STRING), NULL);
         }
-        json_object_put(root);
     }
+    kt_wire_scratch_done(t);
     if (e->message == NULL) {
         /* not a provider error body (a proxy's HTML page...): keep a bounded excerpt */
         size_t n = body && len ? (len > 200 ? 200 : len) : 0;
@@ -350,13 +320,13 @@ int kt_wire_decode_request(enum kt_format fmt, const char *body, size_t len,
     req->body_len = len;
     req->parallel_tool_calls = -1;
     req->top_k = -1;
-    struct json_object *root;
-    int rc = kt_wire_parse(body, len, &root, err);
-    if (rc)
-        return rc;
-    rc = fmt == KT_FMT_OPENAI ? kt_wire_openai_decode_request(root, a, req, err)
-                              : kt_wire_anthropic_decode_request(root, a, req, err);
-    json_object_put(root);
+    const struct kt_json *root;
+    struct kt_arena *t = kt_wire_scratch(a);
+    int rc = kt_wire_parse(t, body, len, &root, err);
+    if (rc == 0)
+        rc = fmt == KT_FMT_OPENAI ? kt_wire_openai_decode_request(root, a, req, err)
+                                  : kt_wire_anthropic_decode_request(root, a, req, err);
+    kt_wire_scratch_done(t);
     return rc;
 }
 
@@ -368,15 +338,37 @@ static int fast_path(const struct kt_request *req, const char *model, struct kt_
         return 0;
     if (model == NULL || (req->model && strcmp(req->model, model) == 0))
         return kt_buf_append(out, req->body, req->body_len) ? KT_ENOMEM : 1;
-    struct json_object *root;
-    if (kt_wire_parse(req->body, req->body_len, &root, NULL))
-        return 0;
-    json_object_object_add(root, "model", json_object_new_string(model));
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(
-        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    int rc = kt_buf_append(out, s, n) ? KT_ENOMEM : 1;
-    json_object_put(root);
+    /* splice: every top-level "model" value replaced in the original
+     * bytes, or one added at the end; nothing else is touched */
+    struct kt_arena scratch_fallback;
+    kt_arena_init(&scratch_fallback, 4096);
+    struct kt_arena *t = kt_wire_scratch(&scratch_fallback);
+    const struct kt_json *root;
+    int rc = 0;
+    if (kt_wire_parse(t, req->body, req->body_len, &root, NULL) == 0) {
+        const char *p = req->body;
+        int found = 0;
+        for (size_t i = 0; i < root->n; i++) {
+            const struct kt_json_member *m = &root->u.members[i];
+            if (m->klen != 5 || memcmp(m->key, "model", 5) != 0)
+                continue;
+            rc |= kt_buf_append(out, p, (size_t)(m->val.raw - p));
+            rc |= kt_buf_json_str(out, model, strlen(model));
+            p = m->val.raw + m->val.raw_len;
+            found = 1;
+        }
+        if (!found) {
+            const char *close = root->raw + root->raw_len - 1;      /* the final '}' */
+            rc |= kt_buf_append(out, p, (size_t)(close - p));
+            rc |= kt_buf_puts(out, root->n ? ",\"model\":" : "\"model\":");
+            rc |= kt_buf_json_str(out, model, strlen(model));
+            p = close;
+        }
+        rc |= kt_buf_append(out, p, (size_t)(req->body + req->body_len - p));
+        rc = rc ? KT_ENOMEM : 1;
+    }
+    kt_wire_scratch_done(t);
+    kt_arena_free(&scratch_fallback);
     return rc;
 }
 
@@ -399,13 +391,13 @@ int kt_wire_decode_response(enum kt_format fmt, const char *body, size_t len,
     resp->src_fmt = fmt;
     resp->body = body;
     resp->body_len = len;
-    struct json_object *root;
-    int rc = kt_wire_parse(body, len, &root, err);
-    if (rc)
-        return rc;
-    rc = fmt == KT_FMT_OPENAI ? kt_wire_openai_decode_response(root, a, resp, err)
-                              : kt_wire_anthropic_decode_response(root, a, resp, err);
-    json_object_put(root);
+    const struct kt_json *root;
+    struct kt_arena *t = kt_wire_scratch(a);
+    int rc = kt_wire_parse(t, body, len, &root, err);
+    if (rc == 0)
+        rc = fmt == KT_FMT_OPENAI ? kt_wire_openai_decode_response(root, a, resp, err)
+                                  : kt_wire_anthropic_decode_response(root, a, resp, err);
+    kt_wire_scratch_done(t);
     return rc;
 }
 

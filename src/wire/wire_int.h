@@ -4,31 +4,62 @@
 #ifndef KT_WIRE_INT_H
 #define KT_WIRE_INT_H
 
-#include <json-c/json.h>
-
+#include "kt/json.h"
 #include "kt/wire.h"
 
-/* ---- JSON helpers (wire.c) ---- */
-/* kt_wire_get: member key of o when it has type t (json_type_null never matches). */
-struct json_object *kt_wire_get(struct json_object *o, const char *key, enum json_type t);
-/* kt_wire_str: arena copy of a JSON string (len optional). */
-char *kt_wire_str(struct kt_arena *a, struct json_object *s, size_t *len);
-/* kt_wire_json_text: compact JSON text of any value, in the arena. */
-char *kt_wire_json_text(struct kt_arena *a, struct json_object *o);
+/* ---- JSON helpers (wire.c) ----
+ * Decoders read kt_json trees (json.h). A tree lives in a scratch arena
+ * for the length of one decode: everything the IR keeps is copied into
+ * the request arena. */
+/* kt_wire_get: member key of o when it has type t (KT_JSON_NULL never
+ * matches: a null member reads as absent). */
+static inline const struct kt_json *kt_wire_get(const struct kt_json *o, const char *key,
+                                                enum kt_json_type t)
+{
+    return t == KT_JSON_NULL ? NULL : kt_json_get_type(o, key, t);
+}
+/* kt_wire_member: member key of o, NULL when absent or null (json-c's
+ * json_object_object_get_ex gave NULL for both). */
+static inline const struct kt_json *kt_wire_member(const struct kt_json *o, const char *key)
+{
+    const struct kt_json *v = kt_json_get(o, key);
+    return v && v->type != KT_JSON_NULL ? v : NULL;
+}
+/* kt_wire_str: arena copy of a JSON string, NUL-terminated (len optional);
+ * NULL when s is not a string. */
+static inline char *kt_wire_str(struct kt_arena *a, const struct kt_json *s, size_t *len)
+{
+    return kt_json_strdup(a, s, len);
+}
+/* kt_wire_json_text: compact JSON text of any value, in the arena: its
+ * source bytes without insignificant whitespace (no re-serialising). */
+static inline char *kt_wire_json_text(struct kt_arena *a, const struct kt_json *o)
+{
+    return kt_json_text(a, o, NULL);
+}
+/* kt_wire_int32: an integer member value clamped to int (json-c's get_int) */
+int kt_wire_int32(const struct kt_json *v);
 /* kt_wire_put_json_object: append text when it is a JSON object, else "{}". */
 int kt_wire_put_json_object(struct kt_buf *b, const char *text);
 int kt_wire_put_str(struct kt_buf *b, const char *s);       /* JSON string or null */
 int kt_wire_put_double(struct kt_buf *b, double d);
-/* kt_wire_parse: parse body; KT_EINVAL with "invalid JSON ..." when it is not an object. */
-int kt_wire_parse(const char *body, size_t len, struct json_object **out, struct kt_err *err);
+/* kt_wire_scratch: the arena a decode parses into: the process's scratch
+ * arena, or fallback when a decode is already using it (a nested decode).
+ * kt_wire_scratch_done: give it back (resetting it). */
+struct kt_arena *kt_wire_scratch(struct kt_arena *fallback);
+void kt_wire_scratch_done(struct kt_arena *s);
+/* kt_wire_parse: parse body into t; KT_EINVAL with "invalid JSON ..." when
+ * it is not an object. */
+int kt_wire_parse(struct kt_arena *t, const char *body, size_t len, const struct kt_json **out,
+                  struct kt_err *err);
 /* kt_wire_decode_head: what both request formats start with: an optional
  * string "model" and a non-empty "messages" array (returned in *msgs). */
-int kt_wire_decode_head(struct json_object *root, struct kt_arena *a, struct kt_request *req,
-                        struct json_object **msgs, struct kt_err *err);
+int kt_wire_decode_head(const struct kt_json *root, struct kt_arena *a, struct kt_request *req,
+                        const struct kt_json **msgs, struct kt_err *err);
 /* kt_wire_grow: arena array growth: returns a new array of newcap elements
  * holding the first n of old. */
 void *kt_wire_grow(struct kt_arena *a, void *old, size_t n, size_t newcap, size_t size);
-/* kt_wire_set_text_json: "{}" fallback aware copy of JSON string content. */
+/* kt_wire_valid_json: 1 when text is a well-formed JSON object. */
 int kt_wire_valid_json(const char *text, size_t len);
 
 /* small int map for block → index translation in streams */
@@ -78,10 +109,10 @@ struct kt_stream_enc {
 /* Optional typed members of a request object: absent leaves *out alone;
  * the wrong type is a KT_EINVAL naming the key. has (may be NULL) is set to
  * 1 when the number was present. */
-int kt_wire_get_number(struct json_object *root, const char *key, double *out, int *has,
+int kt_wire_get_number(const struct kt_json *root, const char *key, double *out, int *has,
                        struct kt_err *err);
-int kt_wire_get_int(struct json_object *root, const char *key, long *out, struct kt_err *err);  /* >= 0 */
-int kt_wire_get_bool(struct json_object *root, const char *key, int *out, struct kt_err *err);
+int kt_wire_get_int(const struct kt_json *root, const char *key, long *out, struct kt_err *err);  /* >= 0 */
+int kt_wire_get_bool(const struct kt_json *root, const char *key, int *out, struct kt_err *err);
 
 /* kt_wire_enc_begin: the first event of a client stream fixes its id (the
  * upstream's, else id_prefix + random hex) and model. 1 when this call
@@ -89,11 +120,11 @@ int kt_wire_get_bool(struct json_object *root, const char *key, int *out, struct
 int kt_wire_enc_begin(struct kt_stream_enc *e, const struct kt_stream_ev *ev, const char *id_prefix);
 
 /* ---- per-format entry points ---- */
-int kt_wire_openai_decode_request(struct json_object *root, struct kt_arena *a,
+int kt_wire_openai_decode_request(const struct kt_json *root, struct kt_arena *a,
                                   struct kt_request *req, struct kt_err *err);
 int kt_wire_openai_encode_request(const struct kt_request *req, const char *model,
                                   struct kt_buf *out);
-int kt_wire_openai_decode_response(struct json_object *root, struct kt_arena *a,
+int kt_wire_openai_decode_response(const struct kt_json *root, struct kt_arena *a,
                                    struct kt_response *resp, struct kt_err *err);
 int kt_wire_openai_encode_response(const struct kt_response *resp, struct kt_buf *out);
 int kt_wire_openai_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
@@ -102,11 +133,11 @@ int kt_wire_openai_enc_event(struct kt_stream_enc *e, const struct kt_stream_ev 
                              struct kt_buf *out);
 int kt_wire_openai_error_body(const struct kt_ir_error *e, struct kt_buf *out);
 
-int kt_wire_anthropic_decode_request(struct json_object *root, struct kt_arena *a,
+int kt_wire_anthropic_decode_request(const struct kt_json *root, struct kt_arena *a,
                                      struct kt_request *req, struct kt_err *err);
 int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *model,
                                      struct kt_buf *out);
-int kt_wire_anthropic_decode_response(struct json_object *root, struct kt_arena *a,
+int kt_wire_anthropic_decode_response(const struct kt_json *root, struct kt_arena *a,
                                       struct kt_response *resp, struct kt_err *err);
 int kt_wire_anthropic_encode_response(const struct kt_response *resp, struct kt_buf *out);
 int kt_wire_anthropic_dec_event(struct kt_stream_dec *d, const char *event, const char *data,
