@@ -45,8 +45,8 @@ struct kt_inj_index;
  * kept. Not shared between threads. */
 struct kt_injection_scratch {
     size_t max_scan;         /* bytes scored per text; 0 = default */
-    uint32_t *cps;  size_t cps_cap;     /* decoded code points */
-    uint8_t *alt;   size_t alt_cap;     /* homoglyph latin letter per cp, 0 = none */
+    uint32_t *cps;  size_t cps_cap;     /* code points of a non-ASCII token */
+    uint8_t *alt;   size_t alt_cap;     /* their homoglyph latin letters, 0 = none */
     char *fold;     size_t fold_cap;    /* folded text, punctuation kept */
     char *words;    size_t words_cap;   /* " tok tok " view, leetspeak mapped */
     char *squash;   size_t squash_cap;  /* spaced-out letters joined */

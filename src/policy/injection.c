@@ -4,11 +4,14 @@
  * noisy-OR score. It owns no policy decision: the chain compares the score
  * with its threshold and blocks or flags.
  *
- * Pipeline per text span (all buffers live in the caller's scratch):
+ * Pipeline per text span (all buffers live in the caller's scratch), in
+ * one pass over the bytes (see scan_views):
  *   UTF-8 → code points (case folded, accents stripped, fullwidth mapped,
  *   zero-width dropped, whitespace collapsed) → per word homoglyph mapping
  *   → "fold" view (punctuation kept: delimiters, role tokens) and "words"
  *   view (" tok tok ", leetspeak mapped: concept rules, phrases).
+ * The checks then run on the views, each skipped when the pass saw nothing
+ * it could match (no markup punctuation, no base64 run, no escapes).
  * Every pass is linear in the span; spans are bounded by max_scan. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* memmem */
@@ -19,11 +22,11 @@
 #include <string.h>
 
 #include "kt/err.h"
-
 struct kt_inj_tok {
     uint32_t off;        /* byte offset in the words view */
+    uint32_t foff;       /* byte offset in the fold view */
     uint16_t len;
-    uint8_t quoted;      /* inside a closed "..." on the same line */
+    uint8_t quoted;      /* inside a closed "..." on the same line (set in meta texts) */
     uint8_t pad;
     uint16_t ph0, phn;   /* phrases that may start here (index->ph) */
     uint64_t bits;       /* concept bits from the dictionary */
@@ -388,44 +391,107 @@ enum {
     S_COUNT
 };
 
+/* The rule masks below are 64-bit. */
+_Static_assert(NELEM(tok_rules) <= 64, "tok_rules must fit a 64-bit mask");
+
+#define HWORDS ((S_COUNT + 63) / 64)
+
+/* A slot holds a weight only when its bit in `fired` is set: a text clears
+ * a few words instead of the whole table, and the score walks only what
+ * fired, in slot order (so its products are the same bit for bit). */
 struct hits {
+    uint64_t fired[HWORDS];
     double w[S_COUNT];
     unsigned sig[S_COUNT];
 };
 
+static void hits_clear(struct hits *h)
+{
+    memset(h->fired, 0, sizeof h->fired);
+}
+
 static void hit(struct hits *h, int slot, unsigned sig, double w)
 {
-    if (w > h->w[slot]) {
+    uint64_t bit = UINT64_C(1) << (slot & 63);
+    if (!(h->fired[slot >> 6] & bit)) {
+        if (w > 0) {
+            h->fired[slot >> 6] |= bit;
+            h->w[slot] = w;
+            h->sig[slot] = sig;
+        }
+    } else if (w > h->w[slot]) {
         h->w[slot] = w;
         h->sig[slot] = sig;
     }
 }
 
+/* Next fired slot at or after k, S_COUNT when none. */
+static int next_fired(const struct hits *h, int k)
+{
+    while (k < S_COUNT) {
+        uint64_t m = h->fired[k >> 6] >> (k & 63);
+        if (m)
+            return k + __builtin_ctzll(m);
+        k = (k | 63) + 1;
+    }
+    return S_COUNT;
+}
+
 /* ---- scratch and the word index ------------------------------------------
  * Built once per scratch: an open-addressing hash of every dictionary word
  * and prefix, and of the first word of every multi-word phrase (with the
- * list of phrases starting there), so each token costs a few probes. */
+ * list of phrases starting there), so each token costs one probe; plus the
+ * byte tables and rule masks the scanner needs, so that it branches on a
+ * table load rather than on chains of comparisons. */
 
 struct kt_inj_dent {
     const char *w;
+    uint64_t k0;         /* first eight bytes of w, zero padded */
+    uint64_t bits;
     uint8_t len, prefix;
     uint16_t ph0, phn;   /* phrases starting with this word: index->ph[ph0..+phn] */
-    uint64_t bits;
+};
+
+/* Phrase ids: word_aliases first, then word_phrases. */
+#define NPHRASES (NELEM(word_aliases) + NELEM(word_phrases))
+
+/* fast[]: ASCII letters and digits (the bulk of any text) map to their
+ * folded byte, with these flags above it; 0 for every other byte. */
+#define F_LET   0x100u   /* a letter (any script) */
+#define F_ALET  0x200u   /* an ASCII letter */
+#define F_LEET  0x400u   /* a leetspeak digit or sign */
+#define F_ALT   0x800u   /* a non-ASCII letter with a homoglyph */
+#define F_NOALT 0x1000u  /* a non-ASCII letter without one */
+
+/* cls[]: ASCII bytes outside fast[]. */
+enum {
+    A_WS = 1,      /* space, tab, CR, FF, VT */
+    A_NL = 2,      /* newline */
+    A_B64 = 4,     /* + - / _ : continues a base64 run */
+    A_ESC = 8,     /* \ % & : may start an escape */
+    A_MARK = 16,   /* may start markup: fold phrases, <|, ### */
+    A_DQ = 32,     /* '"' */
 };
 
 #define MAX_PLENS 8
 struct kt_inj_index {
     struct kt_inj_dent *ent;
     size_t nent;
-    uint32_t *slot;      /* entry index + 1, 0 = empty */
+    uint32_t *slot;      /* entry index + 1 | hash tag << 16, 0 = empty */
     size_t nslot;        /* power of two */
     uint16_t *ph;        /* phrase ids grouped by first word */
     uint8_t plen[MAX_PLENS];
     size_t nplen;
+    uint64_t ph8[NPHRASES];      /* first eight bytes of each phrase */
+    uint16_t phlen[NPHRASES];
+    uint64_t rules_of[64];       /* tok_rules anchored on each concept bit */
+    uint64_t anchors;            /* every rule's anchor */
+    uint16_t fast[256];
+    uint8_t cls[256];
+    uint8_t fold_first[256];     /* first bytes of fold_phrases */
+    uint8_t role_first[256];     /* first bytes of role_words */
+    int mark_any;                /* a fold phrase starts with a token byte */
 };
-
-/* Phrase ids: word_aliases first, then word_phrases. */
-#define NPHRASES (NELEM(word_aliases) + NELEM(word_phrases))
 
 static const char *phrase_text(size_t id)
 {
@@ -433,12 +499,35 @@ static const char *phrase_text(size_t id)
                                     : word_phrases[id - NELEM(word_aliases)].s;
 }
 
-static uint32_t fnv(const char *w, size_t n)
+/* Eight bytes little end first, n <= 8 of them kept. ld_fast may read past
+ * w + n (scratch views have slack); ld_safe never does (static strings). */
+static inline uint64_t ld_fast(const char *w, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)w[i]) * 16777619u;
-    return h;
+    uint64_t x;
+    memcpy(&x, w, 8);
+    return n >= 8 ? x : x & ((UINT64_C(1) << (n * 8)) - 1);
+}
+
+static inline uint64_t ld_safe(const char *w, size_t n)
+{
+    uint64_t x = 0;
+    memcpy(&x, w, n < 8 ? n : 8);
+    return x;
+}
+
+#define HK1 UINT64_C(0x9E3779B97F4A7C15)
+#define HK2 UINT64_C(0xC2B2AE3D27D4EB4F)
+
+/* Hash of a word, eight bytes at a time; *k0 gets its first eight. */
+static inline uint64_t whash(const char *w, size_t n, unsigned prefix, int fast,
+                             uint64_t *k0)
+{
+    uint64_t x = fast ? ld_fast(w, n) : ld_safe(w, n);
+    *k0 = x;
+    uint64_t h = (x + n * HK2 + prefix) * HK1;
+    for (size_t i = 8; i < n; i += 8)
+        h = (h ^ (fast ? ld_fast(w + i, n - i) : ld_safe(w + i, n - i))) * HK1;
+    return h ^ (h >> 31);
 }
 
 static int dent_cmp_key(const char *a, size_t alen, const char *b, size_t blen)
@@ -462,15 +551,20 @@ static int dent_cmp(const void *x, const void *y)
 }
 
 static const struct kt_inj_dent *index_find(const struct kt_inj_index *ix,
-                                            const char *w, size_t len, int prefix)
+                                            const char *w, size_t len, unsigned prefix)
 {
+    uint64_t k0, h = whash(w, len, prefix, 1, &k0);
+    uint32_t tag = (uint32_t)(h >> 48);
     size_t mask = ix->nslot - 1;
-    for (size_t h = fnv(w, len) & mask;; h = (h + 1) & mask) {
-        uint32_t e = ix->slot[h];
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        uint32_t e = ix->slot[i];
         if (!e)
             return NULL;
-        const struct kt_inj_dent *d = &ix->ent[e - 1];
-        if (d->prefix == prefix && d->len == len && memcmp(d->w, w, len) == 0)
+        if ((e >> 16) != tag)
+            continue;
+        const struct kt_inj_dent *d = &ix->ent[(e & 0xFFFF) - 1];
+        if (d->k0 == k0 && d->len == len && d->prefix == prefix &&
+            (len <= 8 || memcmp(d->w + 8, w + 8, len - 8) == 0))
             return d;
     }
 }
@@ -483,6 +577,54 @@ static void index_free(struct kt_inj_index *ix)
     free(ix->slot);
     free(ix->ph);
     free(ix);
+}
+
+static int is_letter(uint32_t c);
+static int is_leet(char c);
+
+/* The byte tables and rule masks: derived from the tables above. */
+static void index_tables(struct kt_inj_index *ix)
+{
+    for (unsigned c = 0; c < 128; c++) {
+        if (c >= 'a' && c <= 'z')
+            ix->fast[c] = (uint16_t)(c | F_LET | F_ALET);
+        else if (c >= 'A' && c <= 'Z')
+            ix->fast[c] = (uint16_t)((c + 32) | F_LET | F_ALET);
+        else if (c >= '0' && c <= '9')
+            ix->fast[c] = (uint16_t)(c | (is_leet((char)c) ? F_LEET : 0));
+        else if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v')
+            ix->cls[c] = A_WS;
+        else if (c == '\n')
+            ix->cls[c] = A_NL;
+        else if (c == '+' || c == '-' || c == '/' || c == '_')
+            ix->cls[c] = A_B64;
+        else if (c == '\\' || c == '%' || c == '&')
+            ix->cls[c] = A_ESC;
+    }
+    ix->cls['"'] |= A_DQ;
+    ix->cls['<'] |= A_MARK;   /* <|special|> */
+    ix->cls['#'] |= A_MARK;   /* ### headers */
+    for (size_t k = 0; k < NELEM(fold_phrases); k++) {
+        unsigned char c = (unsigned char)fold_phrases[k].s[0];
+        ix->fold_first[c] = 1;
+        if (c < 0x80 && !ix->fast[c] && c != '@' && c != '$')
+            ix->cls[c] |= A_MARK;
+        else
+            ix->mark_any = 1;   /* a token byte: no cheap test for it */
+    }
+    for (size_t k = 0; k < NELEM(role_words); k++)
+        ix->role_first[(unsigned char)role_words[k].s[0]] = 1;
+    for (size_t r = 0; r < NELEM(tok_rules); r++) {
+        ix->anchors |= tok_rules[r].anchor;
+        for (unsigned b = 0; b < 64; b++)
+            if (tok_rules[r].anchor >> b & 1)
+                ix->rules_of[b] |= UINT64_C(1) << r;
+    }
+    for (size_t id = 0; id < NPHRASES; id++) {
+        const char *p = phrase_text(id);
+        ix->phlen[id] = (uint16_t)strlen(p);
+        ix->ph8[id] = ld_safe(p, ix->phlen[id]);
+    }
 }
 
 static struct kt_inj_index *index_build(void)
@@ -498,7 +640,7 @@ static struct kt_inj_index *index_build(void)
     struct kt_inj_dent *raw = calloc(n, sizeof *raw);
     ix->ent = calloc(n, sizeof *ix->ent);
     ix->ph = calloc(NPHRASES, sizeof *ix->ph);
-    if (!raw || !ix->ent || !ix->ph) {
+    if (!raw || !ix->ent || !ix->ph || n >= 0xFFFF) {
         free(raw);
         index_free(ix);
         return NULL;
@@ -556,8 +698,10 @@ static struct kt_inj_index *index_build(void)
     }
     free(raw);
     ix->nent = m;
+    /* sparse (under a quarter full): most tokens are no dictionary word
+     * and should meet an empty slot or a wrong tag at once */
     ix->nslot = 64;
-    while (ix->nslot < 2 * m)
+    while (ix->nslot < 4 * m)
         ix->nslot *= 2;
     ix->slot = calloc(ix->nslot, sizeof *ix->slot);
     if (!ix->slot) {
@@ -565,19 +709,21 @@ static struct kt_inj_index *index_build(void)
         return NULL;
     }
     for (size_t i = 0; i < m; i++) {
-        const struct kt_inj_dent *d = &ix->ent[i];
-        size_t h = fnv(d->w, d->len) & (ix->nslot - 1);
-        while (ix->slot[h])
-            h = (h + 1) & (ix->nslot - 1);
-        ix->slot[h] = (uint32_t)(i + 1);
+        struct kt_inj_dent *d = &ix->ent[i];
+        uint64_t h = whash(d->w, d->len, d->prefix, 0, &d->k0);
+        size_t k = (size_t)h & (ix->nslot - 1);
+        while (ix->slot[k])
+            k = (k + 1) & (ix->nslot - 1);
+        ix->slot[k] = (uint32_t)(i + 1) | (uint32_t)(h >> 48) << 16;
         if (d->prefix) {
-            size_t k = 0;
-            while (k < ix->nplen && ix->plen[k] != d->len)
-                k++;
-            if (k == ix->nplen && k < MAX_PLENS)
+            size_t j = 0;
+            while (j < ix->nplen && ix->plen[j] != d->len)
+                j++;
+            if (j == ix->nplen && j < MAX_PLENS)
                 ix->plen[ix->nplen++] = d->len;
         }
     }
+    index_tables(ix);
     return ix;
 }
 
@@ -623,12 +769,14 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* Views never outgrow the span (see utf8_len); the words view gets slack
+ * for eight-byte loads past a token's end. */
 static int scratch_reserve(struct kt_injection_scratch *s, size_t n)
 {
     if (grow((void **)&s->cps, &s->cps_cap, n + 8, sizeof *s->cps) ||
         grow((void **)&s->alt, &s->alt_cap, n + 8, 1) ||
         grow((void **)&s->fold, &s->fold_cap, n + 8, 1) ||
-        grow((void **)&s->words, &s->words_cap, n + 8, 1) ||
+        grow((void **)&s->words, &s->words_cap, n + 32, 1) ||
         grow((void **)&s->squash, &s->squash_cap, n + 8, 1) ||
         grow((void **)&s->toks, &s->toks_cap, n / 2 + 8, sizeof *s->toks))
         return KT_ENOMEM;
@@ -675,7 +823,7 @@ static int is_newline_cp(uint32_t c)
     return c == '\n' || c == 0x2028 || c == 0x2029 || c == 0x85;
 }
 
-static inline int is_letter(uint32_t c)
+static int is_letter(uint32_t c)
 {
     if (c < 0x80)
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -768,109 +916,6 @@ static size_t utf8_len(uint32_t cp)
     return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
 }
 
-struct stats {
-    unsigned zw_in_word, mixed_words, leet_words, spaced_runs, fullwidth;
-    int rot13_hint;
-    unsigned cjk;        /* CJK or Hangul code points seen */
-};
-
-/* Pass 1: bytes → folded code points (cps) with homoglyph candidates (alt). */
-static size_t decode_fold(struct kt_injection_scratch *s, const char *text,
-                          size_t len, struct stats *st)
-{
-    const unsigned char *p = (const unsigned char *)text;
-    size_t i = 0, n = 0;
-    int zw_pending = 0;
-    while (i < len) {
-        uint32_t c = utf8_next(p, len, &i);
-        uint8_t alt = 0;
-        if (is_zero_width(c)) {
-            if (n && is_letter(s->cps[n - 1]))
-                zw_pending = 1;
-            continue;
-        }
-        if (is_newline_cp(c) || is_space_cp(c)) {
-            uint32_t w = is_newline_cp(c) ? '\n' : ' ';
-            zw_pending = 0;
-            if (n && (s->cps[n - 1] == ' ' || s->cps[n - 1] == '\n')) {
-                if (w == '\n')
-                    s->cps[n - 1] = '\n';
-                continue;
-            }
-            s->alt[n] = 0;
-            s->cps[n++] = w;
-            continue;
-        }
-        if (c >= 0xFF01 && c <= 0xFF5E) {
-            c -= 0xFEE0;
-            if (is_letter(c))
-                st->fullwidth++;
-        }
-        if (c >= 'A' && c <= 'Z') {
-            c += 32;
-        } else if (c >= 0xC0 && c <= 0x17F) {
-            uint32_t lc = c;
-            if (c <= 0xDE && c != 0xD7)
-                lc = c + 0x20;
-            if (c == 0xDF) {         /* ß → ss */
-                s->alt[n] = 0;
-                s->cps[n++] = 's';
-                c = 's';
-            } else if (c == 0x131) { /* dotless i */
-                c = 'i';
-            } else if (latin_base[lc - 0xC0]) {
-                c = (uint32_t)latin_base[lc - 0xC0];
-            } else {
-                c = lc;
-            }
-        } else if (c >= 0x400 && c <= 0x52F) {
-            int upper = 0;
-            if (c >= 0x410 && c <= 0x42F) {
-                c += 0x20;
-                upper = 1;
-            } else if (c >= 0x400 && c <= 0x40F) {
-                c += 0x50;
-                upper = 1;
-            } else if (c >= 0x460 && c <= 0x52F && !(c & 1)) {
-                c += 1;
-                upper = 1;
-            }
-            for (size_t k = 0; k < NELEM(homoglyphs); k++)
-                if (homoglyphs[k].cp == c)
-                    alt = (uint8_t)(upper ? homoglyphs[k].upper : homoglyphs[k].lower);
-        } else if (c >= 0x370 && c <= 0x3FF) {
-            int upper = 0;
-            if (c >= 0x391 && c <= 0x3A9) {
-                c += 0x20;
-                upper = 1;
-            }
-            for (size_t k = 0; k < NELEM(homoglyphs); k++)
-                if (homoglyphs[k].cp == c)
-                    alt = (uint8_t)(upper ? homoglyphs[k].upper : homoglyphs[k].lower);
-        } else if (c == 0x201C || c == 0x201D || c == 0x201E || c == 0xAB ||
-                   c == 0xBB) {
-            c = '"';
-        } else if (c == 0x2018 || c == 0x2019 || c == 0x201A) {
-            c = '\'';
-        } else if (c >= 0x2010 && c <= 0x2015) {
-            c = '-';
-        }
-        if (zw_pending && is_letter(c))
-            st->zw_in_word++;
-        if ((c >= 0x3040 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7AF))
-            st->cjk++;
-        zw_pending = 0;
-        s->alt[n] = alt;
-        s->cps[n++] = c;
-    }
-    return n;
-}
-
-static int is_tokch(uint32_t c)
-{
-    return is_letter(c) || (c >= '0' && c <= '9') || c == '@' || c == '$';
-}
-
 static char leet(char c)
 {
     switch (c) {
@@ -891,135 +936,402 @@ static int is_leet(char c)
     return leet(c) != c;
 }
 
-/* Pass 2: code points → fold view, words view, tokens and squash runs. */
-struct views {
+static int is_tokch(uint32_t c)
+{
+    return is_letter(c) || (c >= '0' && c <= '9') || c == '@' || c == '$';
+}
+
+struct stats {
+    unsigned zw_in_word, mixed_words, leet_words, spaced_runs, fullwidth;
+    unsigned cjk;        /* CJK or Hangul code points seen */
+    unsigned nesc;       /* bytes that may start an escape (\ % &) */
+    int b64run;          /* a run of 16+ base64 bytes: worth decoding */
+    unsigned seen;       /* A_* classes of the ASCII punctuation kept */
+    uint64_t bits;       /* every token's dictionary bits */
     size_t nfold, nwords, ntoks, nsquash;
 };
 
-static void build_views(struct kt_injection_scratch *s, size_t n,
-                        struct stats *st, struct views *v)
+/* Fold one non-ASCII code point (case, accents, fullwidth, look-alikes,
+ * typographic quotes and dashes); *alt gets its homoglyph letter. */
+static uint32_t fold_cp(uint32_t c, uint8_t *alt, struct stats *st)
 {
-    char *fold = s->fold, *words = s->words, *sq = s->squash;
-    size_t fo = 0, wo = 0, nt = 0, so = 0;
-    size_t quote_end = 0;    /* cps index of the closing quote, 0 = not in one */
-    size_t run_start = 0, run_len = 0;   /* single-letter token run in squash */
-    words[wo++] = ' ';
-    size_t i = 0;
-    while (i < n) {
-        uint32_t c = s->cps[i];
-        if (!is_tokch(c)) {
-            if (c == '"') {
-                if (quote_end && i == quote_end) {
-                    quote_end = 0;
-                } else if (!quote_end) {
-                    for (size_t k = i + 1; k < n && k < i + 400; k++) {
-                        if (s->cps[k] == '\n')
-                            break;
-                        if (s->cps[k] == '"') {
-                            quote_end = k;
-                            break;
-                        }
-                    }
-                }
-            } else if (c == '\n') {
-                quote_end = 0;
+    *alt = 0;
+    if (c >= 0xFF01 && c <= 0xFF5E) {
+        c -= 0xFEE0;
+        if (is_letter(c))
+            st->fullwidth++;
+    }
+    if (c >= 'A' && c <= 'Z') {
+        c += 32;
+    } else if (c >= 0xC0 && c <= 0x17F) {
+        uint32_t lc = c;
+        if (c <= 0xDE && c != 0xD7)
+            lc = c + 0x20;
+        if (c == 0xDF)           /* ß → ss: the caller emits the first s */
+            c = 's';
+        else if (c == 0x131)     /* dotless i */
+            c = 'i';
+        else if (latin_base[lc - 0xC0])
+            c = (uint32_t)latin_base[lc - 0xC0];
+        else
+            c = lc;
+    } else if (c >= 0x400 && c <= 0x52F) {
+        int upper = 0;
+        if (c >= 0x410 && c <= 0x42F) {
+            c += 0x20;
+            upper = 1;
+        } else if (c >= 0x400 && c <= 0x40F) {
+            c += 0x50;
+            upper = 1;
+        } else if (c >= 0x460 && c <= 0x52F && !(c & 1)) {
+            c += 1;
+            upper = 1;
+        }
+        for (size_t k = 0; k < NELEM(homoglyphs); k++)
+            if (homoglyphs[k].cp == c)
+                *alt = (uint8_t)(upper ? homoglyphs[k].upper : homoglyphs[k].lower);
+    } else if (c >= 0x370 && c <= 0x3FF) {
+        int upper = 0;
+        if (c >= 0x391 && c <= 0x3A9) {
+            c += 0x20;
+            upper = 1;
+        }
+        for (size_t k = 0; k < NELEM(homoglyphs); k++)
+            if (homoglyphs[k].cp == c)
+                *alt = (uint8_t)(upper ? homoglyphs[k].upper : homoglyphs[k].lower);
+    } else if (c == 0x201C || c == 0x201D || c == 0x201E || c == 0xAB ||
+               c == 0xBB) {
+        c = '"';
+    } else if (c == 0x2018 || c == 0x2019 || c == 0x201A) {
+        c = '\'';
+    } else if (c >= 0x2010 && c <= 0x2015) {
+        c = '-';
+    }
+    return c;
+}
+
+/* ---- the scanner ------------------------------------------------------------
+ * One pass over the span's bytes builds every view: code points are folded
+ * and whitespace runs collapsed to one ' ' (or '\n' when the run has one)
+ * as they are read; tokens (letters, digits, @, $) go to the fold view as
+ * they are and to the words view as " tok tok "; at a token's end its
+ * homoglyphs are mapped when the word mixes scripts, leetspeak is mapped,
+ * the dictionary gives its concept bits, and one-letter tokens feed the
+ * squash view. ASCII letters and digits take a tight loop of table loads;
+ * everything else one code point at a time. The same pass notes what the
+ * later checks need (punctuation seen, escapes, base64 runs) so that a
+ * benign text skips them. */
+
+struct scan {
+    const struct kt_inj_index *ix;
+    uint32_t *tcp;           /* code points of the token being read (slow) */
+    uint8_t *talt;
+    char *fold, *words, *sq;
+    struct kt_inj_tok *toks;
+    struct stats *st;
+    size_t fo, wo, so, nt;
+    unsigned pend;           /* whitespace read but not yet kept: 0, ' ', '\n' */
+    int lastlet;             /* the last code point kept is a letter */
+    int zw;                  /* a zero-width character followed a letter */
+    int in_tok, slow;        /* slow: the token has non-ASCII, tcp[] holds it */
+    size_t fstart, wstart, ncp, tn;
+    unsigned tfl;            /* F_* of the token's code points */
+    size_t run_start, run_len;
+    size_t b64start;         /* byte after the last one that ends a base64 run */
+};
+
+static void tok_begin(struct scan *S)
+{
+    if (S->pend) {
+        S->fold[S->fo++] = (char)S->pend;
+        S->pend = 0;
+    }
+    S->in_tok = 1;
+    S->slow = 0;
+    S->fstart = S->fo;
+    S->wstart = S->wo;
+    S->ncp = S->tn = 0;
+    S->tfl = 0;
+}
+
+static void squash_end(struct scan *S)
+{
+    if (S->run_len < 4) {
+        S->so = S->run_start;
+    } else {
+        S->sq[S->so++] = ' ';
+        S->st->spaced_runs++;
+    }
+    S->run_len = 0;
+}
+
+static void tok_end(struct scan *S)
+{
+    char *words = S->words;
+    unsigned fl = S->tfl;
+    S->in_tok = 0;
+    /* a homoglyph counts when the word mixes scripts or is all look-alikes */
+    if (S->slow && (fl & F_ALT) && ((fl & F_ALET) || !(fl & F_NOALT))) {
+        if (fl & F_ALET)
+            S->st->mixed_words++;
+        S->fo = S->fstart;
+        S->wo = S->wstart;
+        fl &= ~(F_LET | F_LEET);
+        for (size_t k = 0; k < S->tn; k++) {
+            uint32_t d = S->talt[k] ? S->talt[k] : S->tcp[k];
+            S->fo += utf8_put(S->fold + S->fo, d);
+            if (d < 0x80) {
+                words[S->wo++] = (char)d;
+                fl |= is_letter(d) ? F_LET : is_leet((char)d) ? F_LEET : 0;
+            } else {
+                S->wo += utf8_put(words + S->wo, d);
+                fl |= F_LET;
             }
-            fo += utf8_put(fold + fo, c);
-            if (words[wo - 1] != ' ')
-                words[wo++] = ' ';
-            i++;
+        }
+    }
+    size_t wstart = S->wstart, wo = S->wo;
+    if ((fl & F_LET) && (fl & F_LEET)) {
+        int interior_leet = 0;
+        for (size_t k = wstart; k < wo; k++) {
+            if (!is_leet(words[k]))
+                continue;
+            if (k > wstart && k + 1 < wo && is_letter((unsigned char)words[k - 1]) &&
+                is_letter((unsigned char)words[k + 1]))
+                interior_leet = 1;
+            words[k] = leet(words[k]);
+        }
+        S->st->leet_words += (unsigned)interior_leet;
+    }
+    struct kt_inj_tok *t = &S->toks[S->nt++];
+    size_t tlen = wo - wstart;
+    t->off = (uint32_t)wstart;
+    t->foff = (uint32_t)S->fstart;
+    t->len = (uint16_t)(tlen > 0xFFFF ? 0xFFFF : tlen);
+    t->quoted = 0;
+    t->pad = 0;
+    t->bits = dict_lookup(S->ix, words + wstart, tlen, &t->ph0, &t->phn);
+    S->st->bits |= t->bits;
+    /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
+    if (S->ncp == 1 && (fl & F_LET)) {
+        if (S->run_len == 0)
+            S->run_start = S->so;
+        S->sq[S->so++] = words[wstart];
+        S->run_len++;
+    } else if (S->run_len) {
+        squash_end(S);
+    }
+    words[S->wo++] = ' ';
+    S->slow = 0;
+}
+
+/* A token code point read one at a time (non-ASCII, @, $, or after a
+ * zero-width character). */
+static void tok_add(struct scan *S, uint32_t c, uint8_t alt)
+{
+    if (!S->in_tok)
+        tok_begin(S);
+    if (c >= 0x80 && !S->slow) {
+        /* keep the token's code points from here on, for homoglyphs; what
+         * came before is ASCII and already in the fold view */
+        for (size_t k = S->fstart; k < S->fo; k++) {
+            S->tcp[S->tn] = (unsigned char)S->fold[k];
+            S->talt[S->tn++] = 0;
+        }
+        S->slow = 1;
+    }
+    if (S->slow) {
+        S->tcp[S->tn] = c;
+        S->talt[S->tn++] = alt;
+    }
+    if (c < 0x80) {
+        S->fold[S->fo++] = (char)c;
+        S->words[S->wo++] = (char)c;
+        S->tfl |= is_letter(c) ? F_LET | F_ALET : is_leet((char)c) ? F_LEET : 0;
+    } else {
+        S->fo += utf8_put(S->fold + S->fo, c);
+        S->wo += utf8_put(S->words + S->wo, c);
+        S->tfl |= F_LET | (alt ? F_ALT : F_NOALT);
+    }
+    S->ncp++;
+    S->lastlet = is_letter(c);
+}
+
+/* Punctuation and symbols: kept in the fold view only. */
+static void other_add(struct scan *S, uint32_t c)
+{
+    if (S->in_tok)
+        tok_end(S);
+    if (S->pend) {
+        S->fold[S->fo++] = (char)S->pend;
+        S->pend = 0;
+    }
+    if (c < 0x80) {
+        S->fold[S->fo++] = (char)c;
+        S->st->seen |= S->ix->cls[c];
+    } else {
+        S->fo += utf8_put(S->fold + S->fo, c);
+    }
+    S->lastlet = 0;
+}
+
+/* A folded code point that is kept (not whitespace, not zero-width). */
+static void cp_add(struct scan *S, uint32_t c, uint8_t alt)
+{
+    if (S->zw && is_letter(c))
+        S->st->zw_in_word++;
+    if ((c >= 0x3040 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7AF))
+        S->st->cjk++;
+    S->zw = 0;
+    if (is_tokch(c))
+        tok_add(S, c, alt);
+    else
+        other_add(S, c);
+}
+
+static void ws_add(struct scan *S, unsigned w)
+{
+    S->zw = 0;
+    if (S->in_tok)
+        tok_end(S);
+    if (!S->pend || w == '\n')
+        S->pend = w;
+    S->lastlet = 0;
+}
+
+/* A byte that cannot be in a base64 run ends one (the run is at most 16). */
+static inline void b64_break(struct scan *S, size_t i0, size_t i1)
+{
+    if (i0 - S->b64start >= 16)
+        S->st->b64run = 1;
+    S->b64start = i1;
+}
+
+static void scan_views(struct kt_injection_scratch *s, const char *text, size_t len,
+                       struct stats *st)
+{
+    const struct kt_inj_index *ix = s->index;
+    const unsigned char *p = (const unsigned char *)text;
+    struct scan S;
+    memset(&S, 0, sizeof S);
+    S.ix = ix;
+    S.tcp = s->cps;
+    S.talt = s->alt;
+    S.fold = s->fold;
+    S.words = s->words;
+    S.sq = s->squash;
+    S.toks = s->toks;
+    S.st = st;
+    S.words[S.wo++] = ' ';
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        unsigned v = ix->fast[c];
+        if (v && !S.zw && !S.slow) {
+            /* ASCII letters and digits: the common case */
+            if (!S.in_tok)
+                tok_begin(&S);
+            char *f = S.fold + S.fo, *w = S.words + S.wo;
+            size_t k = 0, room = len - i;
+            unsigned fl = 0;
+            do {
+                f[k] = w[k] = (char)v;
+                fl |= v;
+                k++;
+            } while (k < room && (v = ix->fast[p[i + k]]) != 0);
+            S.fo += k;
+            S.wo += k;
+            S.ncp += k;
+            S.tfl |= fl & ~0xFFu;
+            S.lastlet = f[k - 1] >= 'a';
+            i += k;
             continue;
         }
-        /* a token: decide homoglyph mapping for the whole run first */
-        size_t j = i;
-        int ascii_letter = 0, has_alt = 0, all_alt = 1;
-        while (j < n && is_tokch(s->cps[j])) {
-            uint32_t d = s->cps[j];
-            if (d < 0x80 && is_letter(d))
-                ascii_letter = 1;
-            else if (d >= 0x80) {
-                if (s->alt[j])
-                    has_alt = 1;
-                else
-                    all_alt = 0;
+        size_t i0 = i;
+        if (c < 0x80) {
+            unsigned a = ix->cls[c];
+            i++;
+            if (!v && !(a & A_B64))
+                b64_break(&S, i0, i);
+            if (a & A_ESC)
+                st->nesc++;
+            if (a & (A_WS | A_NL)) {
+                ws_add(&S, a & A_NL ? '\n' : ' ');
+                continue;
             }
-            j++;
+            if (c >= 'A' && c <= 'Z')
+                c += 32;
+            cp_add(&S, c, 0);
+            continue;
         }
-        int map = has_alt && (ascii_letter || all_alt);
-        if (map && ascii_letter)
-            st->mixed_words++;
-        struct kt_inj_tok *t = &s->toks[nt];
-        t->off = (uint32_t)wo;
-        t->quoted = quote_end != 0;
-        t->pad = 0;
-        size_t wstart = wo;
-        int letters = 0, leets = 0, interior_leet = 0;
-        for (size_t k = i; k < j; k++) {
-            uint32_t d = s->cps[k];
-            if (map && s->alt[k])
-                d = s->alt[k];
-            fo += utf8_put(fold + fo, d);
-            if (d < 0x80) {
-                words[wo++] = (char)d;
-                if (is_letter(d))
-                    letters++;
-                else if (is_leet((char)d))
-                    leets++;
-            } else {
-                wo += utf8_put(words + wo, d);
-                letters++;
-            }
+        uint32_t cp = utf8_next(p, len, &i);
+        b64_break(&S, i0, i);
+        if (is_zero_width(cp)) {
+            if (S.lastlet)
+                S.zw = 1;
+            continue;
         }
-        if (letters && leets) {
-            for (size_t k = wstart; k < wo; k++) {
-                if (!is_leet(words[k]))
-                    continue;
-                if (k > wstart && k + 1 < wo && is_letter((unsigned char)words[k - 1]) &&
-                    is_letter((unsigned char)words[k + 1]))
-                    interior_leet = 1;
-                words[k] = leet(words[k]);
-            }
-            st->leet_words += (unsigned)interior_leet;
+        if (is_newline_cp(cp) || is_space_cp(cp)) {
+            ws_add(&S, is_newline_cp(cp) ? '\n' : ' ');
+            continue;
         }
-        size_t tlen = wo - wstart;
-        t->len = (uint16_t)(tlen > 0xFFFF ? 0xFFFF : tlen);
-        t->bits = dict_lookup(s->index, words + wstart, tlen, &t->ph0, &t->phn);
-        nt++;
-        /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
-        if (j - i == 1 && letters) {
-            if (run_len == 0)
-                run_start = so;
-            sq[so++] = words[wstart];
-            run_len++;
-        } else if (run_len) {
-            if (run_len < 4)
-                so = run_start;
-            else {
-                sq[so++] = ' ';
-                st->spaced_runs++;
-            }
-            run_len = 0;
-        }
-        words[wo++] = ' ';
-        i = j;
+        uint8_t alt;
+        uint32_t f = fold_cp(cp, &alt, st);
+        if (cp == 0xDF)
+            tok_add(&S, 's', 0);
+        cp_add(&S, f, alt);
     }
-    if (run_len) {
-        if (run_len < 4)
-            so = run_start;
-        else {
-            sq[so++] = ' ';
-            st->spaced_runs++;
+    if (len - S.b64start >= 16)
+        st->b64run = 1;
+    if (S.in_tok)
+        tok_end(&S);
+    if (S.pend)
+        S.fold[S.fo++] = (char)S.pend;
+    if (S.run_len)
+        squash_end(&S);
+    S.fold[S.fo] = '\0';
+    S.words[S.wo] = '\0';
+    S.sq[S.so] = '\0';
+    st->nfold = S.fo;
+    st->nwords = S.wo;
+    st->ntoks = S.nt;
+    st->nsquash = S.so;
+}
+
+/* Tokens inside a closed "..." on one line (at most 400 code points): in a
+ * text about attacks they are quoted, not meant. Needed only then, so it
+ * runs after the scan, on the fold view (one code point per kept one). */
+static void mark_quoted(const char *fold, size_t n, struct kt_inj_tok *toks, size_t nt)
+{
+    size_t ti = 0, ci = 0, qend = 0;
+    for (size_t b = 0; b < n; b++) {
+        unsigned char c = (unsigned char)fold[b];
+        if ((c & 0xC0) == 0x80)
+            continue;
+        while (ti < nt && toks[ti].foff == b)
+            toks[ti++].quoted = qend != 0;
+        if (c == '"') {
+            if (qend && ci == qend) {
+                qend = 0;
+            } else if (!qend) {
+                size_t k = ci + 1;
+                for (size_t e = b + 1; e < n && k < ci + 400; e++) {
+                    unsigned char d = (unsigned char)fold[e];
+                    if ((d & 0xC0) == 0x80)
+                        continue;
+                    if (d == '\n')
+                        break;
+                    if (d == '"') {
+                        qend = k;
+                        break;
+                    }
+                    k++;
+                }
+            }
+        } else if (c == '\n') {
+            qend = 0;
         }
+        ci++;
     }
-    if (wo == 0 || words[wo - 1] != ' ')
-        words[wo++] = ' ';
-    fold[fo] = '\0';
-    words[wo] = '\0';
-    sq[so] = '\0';
-    v->nfold = fo;
-    v->nwords = wo;
-    v->ntoks = nt;
-    v->nsquash = so;
 }
 
 /* ---- rules -------------------------------------------------------------- */
@@ -1050,14 +1362,19 @@ static int chain_has(const struct kt_inj_tok *t, size_t nt, size_t pos,
 static void run_tok_rules(const struct kt_injection_scratch *s, size_t nt,
                           int meta, struct hits *h)
 {
+    const struct kt_inj_index *ix = s->index;
     const struct kt_inj_tok *t = s->toks;
     for (size_t i = 0; i < nt; i++) {
-        if (!t[i].bits)
+        uint64_t b = t[i].bits & ix->anchors;
+        if (!b)
             continue;
-        for (size_t r = 0; r < NELEM(tok_rules); r++) {
+        /* only the rules anchored on one of the token's concepts */
+        uint64_t rm = 0;
+        for (; b; b &= b - 1)
+            rm |= ix->rules_of[__builtin_ctzll(b)];
+        for (; rm; rm &= rm - 1) {
+            size_t r = (size_t)__builtin_ctzll(rm);
             const struct tok_rule *R = &tok_rules[r];
-            if (!(t[i].bits & R->anchor))
-                continue;
             int ok = !(R->veto && window_has(t, nt, i, R->veto, R->vfwd ? R->vfwd : 2,
                                              R->vback));
             if (ok && R->chain)
@@ -1084,11 +1401,12 @@ static void run_word_phrases(struct kt_injection_scratch *s, size_t nwords,
         const struct kt_inj_tok *t = &s->toks[i];
         for (size_t k = 0; k < t->phn; k++) {
             size_t id = ix->ph[t->ph0 + k];
-            const char *ph = phrase_text(id);
-            size_t pl = strlen(ph), at = t->off - 1;
-            if (at + pl > nwords || memcmp(s->words + at, ph, pl) != 0)
+            size_t pl = ix->phlen[id], at = t->off - 1;
+            if (at + pl > nwords || ld_fast(s->words + at, pl) != ix->ph8[id] ||
+                (pl > 8 && memcmp(s->words + at + 8, phrase_text(id) + 8, pl - 8) != 0))
                 continue;
             if (id < NELEM(word_aliases)) {
+                const char *ph = phrase_text(id);
                 size_t nw = 0;
                 for (size_t c = 1; c + 1 < pl; c++)
                     nw += ph[c] == ' ';
@@ -1108,29 +1426,17 @@ static void run_word_phrases(struct kt_injection_scratch *s, size_t nwords,
 static void run_phrases(const char *hay, size_t n, const struct phrase *ph,
                         size_t nph, int slot0, struct hits *h)
 {
-    for (size_t k = 0; k < nph; k++) {
-        size_t pl = strlen(ph[k].s);
-        const char *p = hay, *end = hay + n;
-        while (p < end) {
-            const char *m = memmem(p, (size_t)(end - p), ph[k].s, pl);
-            if (!m)
-                break;
+    for (size_t k = 0; k < nph; k++)
+        if (memmem(hay, n, ph[k].s, strlen(ph[k].s)))
             hit(h, slot0 + (int)k, ph[k].sig, ph[k].weight / 100.0);
-            break;
-        }
-    }
 }
 
 /* Markup literals: one pass, comparing only where a phrase's first byte is. */
-static void run_fold_phrases(const char *f, size_t n, struct hits *h)
+static void run_fold_phrases(const struct kt_inj_index *ix, const char *f, size_t n,
+                             struct hits *h)
 {
-    char first[NELEM(fold_phrases) + 1];
-    size_t nf = 0;
-    for (size_t k = 0; k < NELEM(fold_phrases); k++)
-        if (!memchr(first, fold_phrases[k].s[0], nf))
-            first[nf++] = fold_phrases[k].s[0];
     for (size_t i = 0; i < n; i++) {
-        if (!memchr(first, f[i], nf))
+        if (!ix->fold_first[(unsigned char)f[i]])
             continue;
         for (size_t k = 0; k < NELEM(fold_phrases); k++) {
             const char *ph = fold_phrases[k].s;
@@ -1183,7 +1489,8 @@ static void run_hash_headers(const char *f, size_t n, struct hits *h)
 }
 
 /* "System:" / "Assistant:" at the start of a line inside user text. */
-static void run_role_tokens(const char *f, size_t n, struct hits *h)
+static void run_role_tokens(const struct kt_inj_index *ix, const char *f, size_t n,
+                            struct hits *h)
 {
     const char *p = f, *end = f + n;
     while (p < end) {
@@ -1191,7 +1498,8 @@ static void run_role_tokens(const char *f, size_t n, struct hits *h)
         while (q < end && (*q == ' ' || *q == '#' || *q == '*' || *q == '>' ||
                            *q == '[' || *q == '-'))
             q++;
-        for (size_t k = 0; k < NELEM(role_words); k++) {
+        for (size_t k = 0; q < end && ix->role_first[(unsigned char)*q] &&
+                           k < NELEM(role_words); k++) {
             size_t l = strlen(role_words[k].s);
             if ((size_t)(end - q) > l && memcmp(q, role_words[k].s, l) == 0) {
                 const char *e = q + l;
@@ -1252,29 +1560,42 @@ static void run_obfuscation(const struct stats *st, struct hits *h)
 static void scan_text(struct kt_injection_scratch *s, const char *text, size_t len,
                       struct hits *h, struct stats *st)
 {
-    struct views v;
-    size_t n = decode_fold(s, text, len, st);
-    build_views(s, n, st, &v);
-    int meta = 0;
-    for (size_t i = 0; i < v.ntoks && !meta; i++)
-        meta = (s->toks[i].bits & C(C_META)) != 0;
-    run_word_phrases(s, v.nwords, v.ntoks, meta, h);
-    run_tok_rules(s, v.ntoks, meta, h);
-    run_fold_phrases(s->fold, v.nfold, h);
-    if (v.nsquash)
-        run_phrases(s->squash, v.nsquash, squash_phrases, NELEM(squash_phrases),
+    const struct kt_inj_index *ix = s->index;
+    scan_views(s, text, len, st);
+    int meta = (st->bits & C(C_META)) != 0;
+    if (meta && (st->seen & A_DQ))
+        mark_quoted(s->fold, st->nfold, s->toks, st->ntoks);
+    run_word_phrases(s, st->nwords, st->ntoks, meta, h);
+    run_tok_rules(s, st->ntoks, meta, h);
+    /* markup needs punctuation a plain sentence seldom has */
+    if ((st->seen & A_MARK) || ix->mark_any) {
+        run_fold_phrases(ix, s->fold, st->nfold, h);
+        run_special_tokens(s->fold, st->nfold, h);
+        run_hash_headers(s->fold, st->nfold, h);
+    }
+    if (st->nsquash)
+        run_phrases(s->squash, st->nsquash, squash_phrases, NELEM(squash_phrases),
                     S_SQUASH, h);
-    run_special_tokens(s->fold, v.nfold, h);
-    run_hash_headers(s->fold, v.nfold, h);
-    run_role_tokens(s->fold, v.nfold, h);
+    run_role_tokens(ix, s->fold, st->nfold, h);
     if (st->cjk)
-        run_cjk(s->fold, v.nfold, h);
+        run_cjk(s->fold, st->nfold, h);
     run_obfuscation(st, h);
-    for (const char *p = s->fold, *e = s->fold + v.nfold;
-         !st->rot13_hint && (p = memmem(p, (size_t)(e - p), "rot", 3)); p += 3)
-        st->rot13_hint = e - p >= 5 && (memcmp(p + 3, "13", 2) == 0 ||
-                                        (e - p >= 6 && (p[3] == '-' || p[3] == ' ') &&
-                                         memcmp(p + 4, "13", 2) == 0));
+}
+
+/* "rot13", "rot-13", "rot 13" in the fold view: found from the rarer '3'. */
+static int rot13_hint(const char *f, size_t n)
+{
+    for (const char *p = f; (p = memchr(p, '3', (size_t)(f + n - p))); p++) {
+        size_t o = (size_t)(p - f);      /* "13" at o - 1 */
+        if (o < 1 || p[-1] != '1')
+            continue;
+        o--;
+        if (o >= 3 && memcmp(f + o - 3, "rot", 3) == 0)
+            return 1;
+        if (o >= 4 && (f[o - 1] == '-' || f[o - 1] == ' ') && memcmp(f + o - 4, "rot", 3) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* ---- encoded payloads ---------------------------------------------------- */
@@ -1320,7 +1641,7 @@ static int looks_textual(const unsigned char *d, size_t n)
 static double strongest_payload_hit(const struct hits *h)
 {
     double best = 0;
-    for (int k = 0; k < S_COUNT; k++)
+    for (int k = next_fired(h, 0); k < S_COUNT; k = next_fired(h, k + 1))
         if ((h->sig[k] & (OVR | JB | EXT | DLM)) && h->w[k] > best)
             best = h->w[k];
     return best;
@@ -1331,15 +1652,14 @@ static void rescan_decoded(struct kt_injection_scratch *s, size_t n, struct hits
 {
     struct hits inner;
     struct stats st;
-    memset(&inner, 0, sizeof inner);
+    hits_clear(&inner);
     memset(&st, 0, sizeof st);
     scan_text(s, s->dec, n, &inner, &st);
     double best = strongest_payload_hit(&inner);
     if (best < 0.3)
         return;
-    for (int k = 0; k < S_COUNT; k++)
-        if (inner.w[k] > 0 && k < S_OB_ZW)
-            hit(h, k, inner.sig[k], inner.w[k]);
+    for (int k = next_fired(&inner, 0); k < S_OB_ZW; k = next_fired(&inner, k + 1))
+        hit(h, k, inner.sig[k], inner.w[k]);
     hit(h, S_ENCODED, ENC, best >= 0.6 ? 0.6 : 0.4);
 }
 
@@ -1500,12 +1820,16 @@ static int scan_span(struct kt_injection_scratch *s, const char *text, size_t le
     struct stats st;
     memset(&st, 0, sizeof st);
     scan_text(s, text, len, h, &st);
-    int rot = st.rot13_hint;
-    scan_runs(s, text, len, h);
-    size_t cnt = 0;
-    size_t dn = unescape(text, len, s->dec, &cnt);
-    if (cnt >= 3)
-        rescan_decoded(s, dn, h);
+    int rot = rot13_hint(s->fold, st.nfold);
+    /* decoding needs a 16-byte base64 run or three escape characters */
+    if (st.b64run)
+        scan_runs(s, text, len, h);
+    if (st.nesc >= 3) {
+        size_t cnt = 0;
+        size_t dn = unescape(text, len, s->dec, &cnt);
+        if (cnt >= 3)
+            rescan_decoded(s, dn, h);
+    }
     if (rot) {
         rot13(text, len, s->dec);
         rescan_decoded(s, len, h);
@@ -1522,7 +1846,7 @@ int kt_injection_score(const char *text, size_t len,
     if (!s || !out || (!text && len) || !s->index)
         return KT_EINVAL;
     struct hits h;
-    memset(&h, 0, sizeof h);
+    hits_clear(&h);
     size_t max = s->max_scan ? s->max_scan : KT_INJECTION_DEFAULT_MAX_SCAN;
     if (max < 64)
         max = 64;
@@ -1545,33 +1869,38 @@ int kt_injection_score(const char *text, size_t len,
         return rc;
     /* Within a family hits are correlated (one phrase often fires several
      * rules), so only its strongest counts fully and the others at half
-     * weight; families combine by plain noisy-OR. */
+     * weight; families combine by plain noisy-OR. Families are the bits of
+     * signal_names in order; slots are walked in order within each. */
+    double fmax[NELEM(signal_names)] = {0}, fkeep[NELEM(signal_names)];
+    int seen_max[NELEM(signal_names)] = {0};
+    for (int k = next_fired(&h, 0); k < S_COUNT; k = next_fired(&h, k + 1))
+        for (size_t f = 0; f < NELEM(signal_names); f++)
+            if (h.sig[k] == signal_names[f].bit && h.w[k] > fmax[f])
+                fmax[f] = h.w[k];
+    for (size_t f = 0; f < NELEM(signal_names); f++)
+        fkeep[f] = 1.0;
+    for (int k = next_fired(&h, 0); k < S_COUNT; k = next_fired(&h, k + 1)) {
+        for (size_t f = 0; f < NELEM(signal_names); f++) {
+            if (h.sig[k] != signal_names[f].bit)
+                continue;
+            if (!seen_max[f] && h.w[k] == fmax[f]) {
+                seen_max[f] = 1;
+                fkeep[f] *= 1.0 - fmax[f];
+            } else {
+                fkeep[f] *= 1.0 - h.w[k] / 2;
+            }
+        }
+    }
     double keep = 1.0, best = 0;
     unsigned sigs = 0, top = 0;
     for (size_t f = 0; f < NELEM(signal_names); f++) {
-        unsigned bit = signal_names[f].bit;
-        double fmax = 0, fkeep = 1.0;
-        for (int k = 0; k < S_COUNT; k++)
-            if (h.w[k] > 0 && h.sig[k] == bit && h.w[k] > fmax)
-                fmax = h.w[k];
-        if (fmax <= 0)
+        if (fmax[f] <= 0)
             continue;
-        int seen_max = 0;
-        for (int k = 0; k < S_COUNT; k++) {
-            if (h.w[k] <= 0 || h.sig[k] != bit)
-                continue;
-            if (!seen_max && h.w[k] == fmax) {
-                seen_max = 1;
-                fkeep *= 1.0 - fmax;
-            } else {
-                fkeep *= 1.0 - h.w[k] / 2;
-            }
-        }
-        keep *= fkeep;
-        sigs |= bit;
-        if (fmax > best) {
-            best = fmax;
-            top = bit;
+        keep *= fkeep[f];
+        sigs |= signal_names[f].bit;
+        if (fmax[f] > best) {
+            best = fmax[f];
+            top = signal_names[f].bit;
         }
     }
     out->score = 1.0 - keep;
