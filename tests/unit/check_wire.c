@@ -1489,6 +1489,163 @@ START_TEST(test_stream_anthropic_text_delta_fast_path)
 }
 END_TEST
 
+/* ---- kt_json decoding: strictness, raw spans, the model splice ---- */
+
+static char *swap_model(enum kt_format fmt, const char *body, const char *model, struct kt_buf *out)
+{
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_request req;
+    struct kt_err err = {0};
+    ck_assert_int_eq(kt_wire_decode_request(fmt, body, strlen(body), &a, &req, &err), 0);
+    kt_buf_reset(out);
+    ck_assert_int_eq(kt_wire_encode_request(fmt, &req, model, out), 0);
+    kt_arena_free(&a);
+    return out->data;
+}
+
+START_TEST(test_fast_path_model_splice)
+{
+    struct kt_buf out = {0};
+    /* only the model's value changes: spacing, key order, escapes and
+     * number spellings of everything else are the client's bytes */
+    ck_assert_str_eq(swap_model(KT_FMT_OPENAI,
+        "{ \"messages\" : [ {\"role\":\"user\",\"content\":\"caf\\u00e9 \\/\"} ],\n \"model\": \"gpt-4o\", \"temperature\": 1.50 }",
+        "claude-x", &out),
+        "{ \"messages\" : [ {\"role\":\"user\",\"content\":\"caf\\u00e9 \\/\"} ],\n \"model\": \"claude-x\", \"temperature\": 1.50 }");
+    /* no model: added at the end */
+    ck_assert_str_eq(swap_model(KT_FMT_ANTHROPIC,
+        "{\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}] }\n", "m\"1", &out),
+        "{\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}] ,\"model\":\"m\\\"1\"}\n");
+    /* a repeated model: every copy replaced, whichever one upstream reads */
+    ck_assert_str_eq(swap_model(KT_FMT_OPENAI,
+        "{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"model\":\"keep\"}],\"model\":\"b\"}",
+        "c", &out),
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"model\":\"keep\"}],\"model\":\"c\"}");
+    /* same model: the original bytes */
+    const char *same = "{\"model\" :\"c\" , \"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    ck_assert_str_eq(swap_model(KT_FMT_OPENAI, same, "c", &out), same);
+    kt_buf_free(&out);
+}
+END_TEST
+
+START_TEST(test_strict_json_is_400)
+{
+    /* RFC 8259 only: what json-c tolerated is now "invalid JSON" too */
+    static const char *const bad[] = {
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],}",
+        "{\"model\":'m',\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "/* hi */{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":NaN}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"tab\tin string\"}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]} trailing",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        decode_fails(KT_FMT_OPENAI, bad[i], "invalid JSON in body");
+        decode_fails(KT_FMT_ANTHROPIC, bad[i], "invalid JSON in body");
+    }
+    decode_fails(KT_FMT_OPENAI, "\"just a string\"", "body must be a JSON object");
+    decode_fails(KT_FMT_OPENAI, "", "empty body");
+    /* null reads as absent where json-c's get_ex gave NULL, and as the
+     * wrong type where a value is required */
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_request req;
+    struct kt_err err = {0};
+    const char *body = "{\"model\":\"m\",\"temperature\":null,\"stop\":null,\"tools\":null,\"user\":null,"
+                       "\"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\\ud83d\\ude00\\u0000!\"}]}";
+    ck_assert_int_eq(kt_wire_decode_request(KT_FMT_OPENAI, body, strlen(body), &a, &req, &err), 0);
+    ck_assert_int_eq(req.has_temperature, 0);
+    ck_assert_uint_eq(req.nstop, 0);
+    ck_assert_ptr_null(req.user);
+    ck_assert_uint_eq(req.msgs[0].parts[0].len, 9);
+    ck_assert_int_eq(memcmp(req.msgs[0].parts[0].text, "h\xc3\xa9\xf0\x9f\x98\x80\0!", 10), 0);
+    kt_arena_free(&a);
+    decode_fails(KT_FMT_OPENAI, "{\"model\":null,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "model");
+    decode_fails(KT_FMT_ANTHROPIC, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":null}]}", "content: required");
+}
+END_TEST
+
+START_TEST(test_opaque_json_spans)
+{
+    /* tool schemas and tool inputs travel as their own bytes, minus
+     * insignificant whitespace: no re-serialisation */
+    struct json_object *o = xreq(KT_FMT_OPENAI, KT_FMT_ANTHROPIC,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"f\",\"parameters\":{ \"type\" : \"object\",\n \"properties\" : { \"q\" : "
+        "{\"type\":\"string\", \"description\": \"a b\\u00e9\", \"maximum\": 1e3 } } } }}]}", NULL);
+    struct json_object *schema = jp(o, "tools[0].input_schema");
+    ck_assert_ptr_nonnull(schema);
+    ck_assert_str_eq(json_object_to_json_string_ext(schema, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                     "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"description\":\"a bé\",\"maximum\":1e3}}}");
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_request req;
+    struct kt_err err = {0};
+    const char *body = "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"assistant\",\"content\":["
+                       "{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"f\",\"input\": { \"q\" : \"x y\\\"z\" , \"n\" : [ 1 , 2 ] } },"
+                       "{\"type\":\"document\", \"source\": {\"type\":\"text\", \"data\": \"d  d\"} }]}]}";
+    ck_assert_int_eq(kt_wire_decode_request(KT_FMT_ANTHROPIC, body, strlen(body), &a, &req, &err), 0);
+    ck_assert_str_eq(req.msgs[0].parts[0].input_json, "{\"q\":\"x y\\\"z\",\"n\":[1,2]}");
+    ck_assert_int_eq(req.msgs[0].parts[1].type, KT_PART_RAW);
+    ck_assert_str_eq(req.msgs[0].parts[1].raw_json, "{\"type\":\"document\",\"source\":{\"type\":\"text\",\"data\":\"d  d\"}}");
+    kt_arena_free(&a);
+    pool_free();
+}
+END_TEST
+
+/* A callback that decodes while a stream event is being decoded: the
+ * nested decode must not reuse the scratch arena the event lives in. */
+struct nested_seen {
+    char text[64];
+    int n;
+};
+
+static int nested_cb(void *ud, struct kt_stream_ev *ev)
+{
+    struct nested_seen *s = ud;
+    if (ev->type != KT_EV_TEXT_DELTA)
+        return 0;
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    struct kt_request req;
+    const char *body = "{\"model\":\"zzzzzzzzzzzzzzzz\",\"messages\":[{\"role\":\"user\",\"content\":\"q\\u0071q\"}]}";
+    ck_assert_int_eq(kt_wire_decode_request(KT_FMT_OPENAI, body, strlen(body), &a, &req, NULL), 0);
+    kt_arena_free(&a);
+    ck_assert_uint_lt(ev->len, sizeof s->text);
+    memcpy(s->text, ev->text, ev->len);
+    s->text[ev->len] = '\0';
+    ck_assert_uint_eq(strlen(ev->text), ev->len);          /* NUL-terminated */
+    s->n++;
+    return 0;
+}
+
+START_TEST(test_stream_nested_decode)
+{
+    struct kt_arena a;
+    kt_arena_init(&a, 4096);
+    struct nested_seen seen = {0};
+    struct kt_stream_dec *d = kt_stream_dec_new(&a, KT_FMT_OPENAI);
+    const char *chunk = "{\"id\":\"c1\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"h\\u00e9llo\"}}]}";
+    ck_assert_int_eq(kt_stream_dec_feed(d, NULL, chunk, strlen(chunk), nested_cb, &seen, NULL), 0);
+    ck_assert_int_eq(seen.n, 1);
+    ck_assert_str_eq(seen.text, "h\xc3\xa9llo");
+    struct kt_stream_dec *d2 = kt_stream_dec_new(&a, KT_FMT_ANTHROPIC);
+    const char *ev = "{ \"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_delta\", \"text\": \"w\\u00f6rld\"}}";
+    ck_assert_int_eq(kt_stream_dec_feed(d2, "content_block_delta", ev, strlen(ev), nested_cb, &seen, NULL), 0);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_str_eq(seen.text, "w\xc3\xb6rld");
+    /* malformed events still fail */
+    struct kt_err err = {0};
+    ck_assert_int_eq(kt_stream_dec_feed(d, NULL, "{\"choices\":[}", 13, nested_cb, &seen, &err), KT_EINVAL);
+    ck_assert_int_eq(kt_stream_dec_feed(d2, "x", "{\"type\":\"ping\",}", 16, nested_cb, &seen, &err), KT_EINVAL);
+    kt_arena_free(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -1502,6 +1659,10 @@ int main(void)
     tcase_add_test(tc, test_req_stream_asks_usage);
     tcase_add_test(tc, test_req_roundtrip);
     tcase_add_test(tc, test_fast_path_and_rewrite);
+    tcase_add_test(tc, test_fast_path_model_splice);
+    tcase_add_test(tc, test_strict_json_is_400);
+    tcase_add_test(tc, test_opaque_json_spans);
+    tcase_add_test(tc, test_stream_nested_decode);
     tcase_add_test(tc, test_response_rewrite);
     tcase_add_test(tc, test_resp_anthropic_to_openai);
     tcase_add_test(tc, test_resp_openai_to_anthropic);
