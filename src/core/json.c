@@ -102,6 +102,16 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
+/* 1 when one of the 8 bytes of w may be special in a string ('"', '\\',
+ * a control or a non-ASCII byte). Borrows make false positives only above
+ * a true one, so a flagged word always holds a special byte. */
+static inline int special8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    return ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & highs) != 0;
+}
+
 /* Scan a string body from ps->p (just past the opening quote) to its
  * closing quote, validating escapes and UTF-8. Returns the closing quote,
  * or NULL. *esc is set when the string holds a backslash. */
@@ -110,6 +120,13 @@ static const unsigned char *scan_string(struct parser *ps, int *esc)
     const unsigned char *p = ps->p, *end = ps->end;
     *esc = 0;
     for (;;) {
+        while (end - p >= 8) {                  /* plain text 8 bytes at a time */
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (special8(w))
+                break;
+            p += 8;
+        }
         while (p < end && str_class[*p] == 0)
             p++;
         if (p >= end) {

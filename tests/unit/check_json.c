@@ -179,6 +179,33 @@ START_TEST(test_strings_and_escapes)
 }
 END_TEST
 
+/* The string scan reads 8 bytes at a time: every byte value at every
+ * offset must still be seen. */
+START_TEST(test_every_byte_every_offset)
+{
+    struct kt_arena a;
+    kt_arena_init(&a, 0);
+    for (int c = 0; c < 256; c++) {
+        for (size_t at = 0; at < 24; at++) {
+            char doc[28];
+            doc[0] = '"';
+            memset(doc + 1, 'a', 24);
+            doc[1 + at] = (char)c;
+            doc[25] = '"';
+            const struct kt_json *v;
+            int ok = kt_json_parse(&a, doc, 26, &v, NULL) == 0;
+            int want = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+            ck_assert_msg(ok == want, "byte %d at %zu", c, at);
+            if (ok) {
+                ck_assert_uint_eq(v->n, 24);
+                ck_assert_int_eq(memcmp(v->u.s, doc + 1, 24), 0);
+            }
+        }
+    }
+    kt_arena_free(&a);
+}
+END_TEST
+
 START_TEST(test_depth)
 {
     char buf[20001];
@@ -594,6 +621,7 @@ int main(void)
     tcase_add_test(tc, test_rejects_invalid);
     tcase_add_test(tc, test_scalars_and_numbers);
     tcase_add_test(tc, test_strings_and_escapes);
+    tcase_add_test(tc, test_every_byte_every_offset);
     tcase_add_test(tc, test_depth);
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_getters_and_spans);
