@@ -33,19 +33,36 @@ struct kt_upstream {
     size_t npool;
 };
 
+static size_t header_cb(char *buf, size_t size, size_t n, void *ud);
+static size_t write_cb(char *data, size_t size, size_t n, void *ud);
+
+/* easy_get: a pooled handle, or a new one with the options every transfer
+ * shares. Pooled handles keep those options (no curl_easy_reset): each
+ * transfer sets all the options that differ between transfers. */
 static CURL *easy_get(struct kt_upstream *up)
 {
-    return up->npool ? up->pool[--up->npool] : curl_easy_init();
+    if (up->npool)
+        return up->pool[--up->npool];
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "ktd/" PACKAGE_VERSION);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    return e;
 }
 
 static void easy_put(struct kt_upstream *up, CURL *e)
 {
-    if (up->npool < EASY_POOL_MAX) {
-        curl_easy_reset(e);
+    if (up->npool < EASY_POOL_MAX)
         up->pool[up->npool++] = e;
-    } else {
+    else
         curl_easy_cleanup(e);
-    }
 }
 
 struct kt_upcall {
@@ -338,23 +355,14 @@ struct kt_upcall *kt_upcall_start(struct kt_upstream *up, const struct kt_upcall
     } else {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "ktd/" PACKAGE_VERSION);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (req->timeout_ms > 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    if (req->connect_timeout_ms > 0)
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
-    if (req->stream)
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
+    /* 0 = curl's default (none for the whole transfer, 300 s to connect):
+     * set on every transfer so a pooled handle never keeps another's */
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 0L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 0L);
     if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
         easy_put(up, e);
         curl_slist_free_all(c->headers);
