@@ -89,6 +89,10 @@ struct kt_audit_record {
  * starts with {"rid": so the audit process can splice its chain prefix. */
 int kt_audit_record_encode(const struct kt_audit_record *rec, struct kt_buf *out);
 
+/* kt_audit_u64_str: v in decimal into out (>= 20 bytes, no NUL); the
+ * number of digits. */
+size_t kt_audit_u64_str(uint64_t v, char *out);
+
 /* kt_audit_cost_usd: prices are USD per million tokens. */
 double kt_audit_cost_usd(double prompt_per_mtok, double completion_per_mtok,
                          int64_t input_tokens, int64_t output_tokens);

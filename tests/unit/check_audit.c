@@ -21,6 +21,8 @@
 
 #include <event2/event.h>
 #include <json-c/json.h>
+#include <math.h>
+#include <stdint.h>
 
 #include "kt/audit.h"
 #include "kt/err.h"
@@ -397,6 +399,218 @@ START_TEST(test_record_encode)
 }
 END_TEST
 
+/* ref_encode: the printf-based encoder this module had before it appended
+ * fields directly. The log format must not change by a byte, so every
+ * record is compared with it. */
+static void ref_put_str(struct kt_buf *b, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    kt_buf_printf(b, ",\"%s\":", key);
+    kt_buf_json_str(b, v, strlen(v));
+}
+
+static void ref_put_num(struct kt_buf *b, const char *key, double v, int prec, int fixed)
+{
+    if (!isfinite(v))
+        return;
+    if (fixed)
+        kt_buf_printf(b, ",\"%s\":%.*f", key, prec, v);
+    else
+        kt_buf_printf(b, ",\"%s\":%.*g", key, prec, v);
+}
+
+static size_t ref_text_cut(const char *s, size_t len, size_t max)
+{
+    size_t n = 0, cost = 0;
+    for (; n < len; n++) {
+        unsigned char c = (unsigned char)s[n];
+        size_t w = (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ||
+                    c == '\b' || c == '\f') ? 2 : c < 0x20 ? 6 : 1;
+        if (cost + w > max)
+            break;
+        cost += w;
+    }
+    if (n == len)
+        return len;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+static void ref_put_text(struct kt_buf *b, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    size_t len = strlen(v), cut = ref_text_cut(v, len, KT_AUDIT_TEXT_MAX);
+    kt_buf_printf(b, ",\"%s\":", key);
+    kt_buf_json_str(b, v, cut);
+    if (cut < len)
+        kt_buf_printf(b, ",\"%s_truncated\":true,\"%s_bytes\":%zu", key, key, len);
+}
+
+static void ref_encode(const struct kt_audit_record *r, struct kt_buf *b)
+{
+    char ts[40];
+    kt_rfc3339(r->ts_ms, ts, sizeof ts);
+    kt_buf_puts(b, "{\"rid\":");
+    kt_buf_json_str(b, r->rid ? r->rid : "", r->rid ? strlen(r->rid) : 0);
+    ref_put_str(b, "ts", ts);
+    ref_put_str(b, "request_id", r->request_id);
+    ref_put_str(b, "client_key_id", r->client_key_id);
+    if (r->pack_name || r->pack_version) {
+        kt_buf_puts(b, ",\"pack\":{\"name\":");
+        kt_buf_json_str(b, r->pack_name ? r->pack_name : "", r->pack_name ? strlen(r->pack_name) : 0);
+        ref_put_str(b, "version", r->pack_version);
+        kt_buf_putc(b, '}');
+    }
+    ref_put_str(b, "endpoint", r->endpoint);
+    ref_put_str(b, "client_format", r->client_format);
+    kt_buf_printf(b, ",\"stream\":%s", r->stream ? "true" : "false");
+    ref_put_str(b, "target", r->target);
+    ref_put_str(b, "model", r->model);
+    kt_buf_printf(b, ",\"status\":%d", r->status);
+    ref_put_str(b, "error", r->error);
+    kt_buf_puts(b, ",\"decisions\":[");
+    for (size_t i = 0; i < r->n_decisions; i++) {
+        const struct kt_audit_decision *d = &r->decisions[i];
+        kt_buf_puts(b, i ? ",{\"policy\":" : "{\"policy\":");
+        kt_buf_json_str(b, d->policy ? d->policy : "", d->policy ? strlen(d->policy) : 0);
+        ref_put_str(b, "action", d->action);
+        ref_put_str(b, "detail", d->detail);
+        if (d->score >= 0)
+            ref_put_num(b, "score", d->score, 4, 0);
+        kt_buf_putc(b, '}');
+    }
+    kt_buf_printf(b, "],\"usage\":{\"input\":%lld,\"output\":%lld,\"cache_read\":%lld,"
+                  "\"cache_creation\":%lld}",
+                  (long long)r->usage.input, (long long)r->usage.output,
+                  (long long)r->usage.cache_read, (long long)r->usage.cache_creation);
+    if (r->has_cost)
+        ref_put_num(b, "cost_usd", r->cost_usd, 8, 1);
+    kt_buf_printf(b, ",\"latency_ms\":%llu", (unsigned long long)r->latency_ms);
+    if (r->n_attempts) {
+        kt_buf_puts(b, ",\"attempts\":[");
+        for (size_t i = 0; i < r->n_attempts; i++) {
+            const struct kt_audit_attempt *a = &r->attempts[i];
+            kt_buf_puts(b, i ? ",{\"target\":" : "{\"target\":");
+            kt_buf_json_str(b, a->target ? a->target : "", a->target ? strlen(a->target) : 0);
+            kt_buf_printf(b, ",\"status\":%d,\"latency_ms\":%llu", a->status,
+                          (unsigned long long)a->latency_ms);
+            ref_put_str(b, "error", a->error);
+            kt_buf_putc(b, '}');
+        }
+        kt_buf_putc(b, ']');
+    }
+    ref_put_text(b, "prompt", r->prompt);
+    ref_put_text(b, "completion", r->completion);
+    kt_buf_puts(b, "}\n");
+}
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* rnd_str: NULL now and then, else bytes that need every kind of escape. */
+static const char *rnd_str(char *buf, size_t cap)
+{
+    static const char pool[] = "abcXYZ019 -_./\"\\\n\r\t\b\f\x01\x1f\x7f\xc3\xa9\xe2\x82\xac";
+    if (rnd() % 5 == 0)
+        return NULL;
+    size_t n = (size_t)(rnd() % cap);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = pool[rnd() % (sizeof pool - 1)];
+    buf[n] = '\0';
+    return buf;
+}
+
+START_TEST(test_record_encode_same_bytes)
+{
+    static const uint64_t ts[] = {
+        1, 999, 1000, 86399999, 86400000, 951782400000ull /* 2000-02-29 */,
+        951868799999ull, 4107542400000ull /* 2100-03-01 */, 4107455999999ull,
+        1764088667123ull, 253402300799999ull /* 9999-12-31T23:59:59.999 */,
+        253402300800000ull, 32503680000000ull,
+    };
+    char s[12][64];
+    char *big = malloc(3 * KT_AUDIT_TEXT_MAX);
+    struct kt_buf a = {0}, b = {0};
+    for (int iter = 0; iter < 20000; iter++) {
+        struct kt_audit_decision d[3];
+        struct kt_audit_attempt at[3];
+        for (int i = 0; i < 3; i++) {
+            d[i] = (struct kt_audit_decision){ rnd_str(s[0], 20), rnd_str(s[1], 10), rnd_str(s[2], 20),
+                                               rnd() % 3 ? (double)(rnd() % 100000) / 997.0 - 10 : -1 };
+            at[i] = (struct kt_audit_attempt){ rnd_str(s[3], 12), (int)(rnd() % 1200) - 100,
+                                               rnd() % 4 ? rnd() % 100000 : rnd(), rnd_str(s[4], 12) };
+        }
+        int64_t u[4];
+        for (int i = 0; i < 4; i++)
+            u[i] = rnd() % 4 ? (int64_t)(rnd() % 100000) : (int64_t)rnd();
+        struct kt_audit_record rec = {
+            .ts_ms = iter < (int)(sizeof ts / sizeof ts[0]) ? ts[iter] : rnd() % 253402300800000ull + 1,
+            .rid = rnd_str(s[5], 40), .request_id = rnd_str(s[6], 30), .client_key_id = rnd_str(s[7], 10),
+            .pack_name = rnd_str(s[8], 10), .pack_version = rnd_str(s[9], 6),
+            .endpoint = rnd() % 2 ? "/v1/messages" : NULL, .client_format = rnd_str(s[10], 10),
+            .stream = (int)(rnd() % 2), .target = rnd_str(s[11], 16), .model = "m",
+            .status = rnd() % 8 ? (int)(rnd() % 600) : (int)rnd(), .error = rnd() % 4 ? NULL : "timeout",
+            .decisions = d, .n_decisions = (size_t)(rnd() % 4),
+            .usage = { u[0], u[1], u[2], u[3] }, .has_cost = (int)(rnd() % 2),
+            .cost_usd = rnd() % 10 ? (double)(rnd() % 1000000) / 1e7 : 1.0 / 0.0,
+            .latency_ms = rnd() % 4 ? rnd() % 10000 : rnd(),
+            .attempts = at, .n_attempts = (size_t)(rnd() % 4),
+        };
+        if (iter % 50 == 0) {   /* a long prompt: the cut and the _truncated fields */
+            size_t n = KT_AUDIT_TEXT_MAX / 8 + rnd() % (2 * KT_AUDIT_TEXT_MAX);
+            for (size_t i = 0; i < n; i++)
+                big[i] = "ab\"\x01\xc3\xa9"[rnd() % 6];
+            big[n] = '\0';
+            rec.prompt = big;
+            rec.completion = iter % 100 ? "short" : NULL;
+        }
+        kt_buf_reset(&a);
+        kt_buf_reset(&b);
+        ck_assert_int_eq(kt_audit_record_encode(&rec, &a), 0);
+        ref_encode(&rec, &b);
+        size_t at_ = 0;
+        while (at_ < a.len && at_ < b.len && a.data[at_] == b.data[at_])
+            at_++;
+        ck_assert_msg(a.len == b.len && at_ == a.len, "record %d differs at byte %zu:\nnew %.120s\nold %.120s",
+                      iter, at_, a.data + (at_ > 40 ? at_ - 40 : 0), b.data + (at_ > 40 ? at_ - 40 : 0));
+    }
+    kt_buf_free(&a);
+    kt_buf_free(&b);
+    free(big);
+
+    char d[24];
+    ck_assert_uint_eq(kt_audit_u64_str(0, d), 1);
+    ck_assert_int_eq(d[0], '0');
+    ck_assert_uint_eq(kt_audit_u64_str(UINT64_MAX, d), 20);
+    ck_assert_int_eq(memcmp(d, "18446744073709551615", 20), 0);
+}
+END_TEST
+
+START_TEST(test_writer_rid)
+{
+    struct kt_audit_writer w;
+    memset(&w, 0, sizeof w);
+    memcpy(w.rid_prefix, "0123456789abcdef", 17);
+    char got[48], want[48];
+    w.rid_next = 41;
+    ck_assert_str_eq(kt_audit_writer_rid(&w, got, sizeof got), "0123456789abcdef-42");
+    w.rid_next = UINT64_MAX - 1;
+    ck_assert_str_eq(kt_audit_writer_rid(&w, got, sizeof got), "0123456789abcdef-18446744073709551615");
+    w.rid_next = 6;
+    snprintf(want, 12, "%s-%d", w.rid_prefix, 7);   /* a short buffer: snprintf's truncation */
+    ck_assert_str_eq(kt_audit_writer_rid(&w, got, 12), want);
+}
+END_TEST
+
 /* ---- the process ------------------------------------------------------ */
 
 /* kill-test variants: file size bound (rotation inside batches when tiny),
@@ -723,6 +937,77 @@ START_TEST(test_oversized_line_goes_through)
 }
 END_TEST
 
+/* A busy socket is read on the audit process's tick (group commit) rather
+ * than per record: a burst, then an idle pause and a lone record (it must
+ * not wait for a tick that no longer runs), then a trickle at about the
+ * tick's period. Every record exactly once, the chain intact. */
+START_TEST(test_busy_then_idle_exactly_once)
+{
+    struct rig r;
+    rig_init(&r, 2, _i);
+    rig_writers(&r);
+    rig_spawn(&r);
+    const int burst = 2000, trickle = 200;
+    for (int n = 0; n < burst; n++)
+        for (size_t s = 0; s < r.nslots; s++)
+            submit(&r, s, n);
+    wait_count(&r, r.nslots * (size_t)burst);
+    usleep(20000);
+    uint64_t t0 = kt_now_ms();
+    for (size_t s = 0; s < r.nslots; s++)
+        submit(&r, s, burst);
+    wait_count(&r, r.nslots * (size_t)(burst + 1));
+    uint64_t took = kt_now_ms() - t0;
+    ck_assert_msg(took < 1000, "an idle socket's record took %llu ms", (unsigned long long)took);
+    for (int n = burst + 1; n < burst + 1 + trickle; n++) {
+        for (size_t s = 0; s < r.nslots; s++)
+            submit(&r, s, n);
+        pump(&r);
+        usleep(n % 3 ? 1000 : 2500);
+    }
+    wait_count(&r, r.nslots * (size_t)(burst + 1 + trickle));
+    rig_term(&r);
+    check_exactly_once(r.path, r.nslots, burst + 1 + trickle);
+    if (r.o.immutable) {
+        char msg[2048];
+        ck_assert_msg(verify_all(r.path, msg, sizeof msg) == 0, "verify: %s", msg);
+    }
+    rig_free(&r);
+}
+END_TEST
+
+/* Without a chain, well-formed lines go to the log as they came; a batch
+ * that also holds a CRLF line, an empty line and a fragment is rewritten
+ * from that point on, in order. */
+START_TEST(test_unchained_lines_written_as_sent)
+{
+    struct rig r;
+    rig_init(&r, 1, 0);
+    rig_spawn(&r);
+    const char mixed[] = "{\"rid\":\"a\"}\n{\"rid\":\"b\"}\r\n\n{\"rid\":\"c\",\"x\":1}\nnot json\n"
+                         "{\"rid\":\"d\"}\n";
+    ck_assert_int_eq(write(r.sv[0][0], mixed, sizeof mixed - 1), (ssize_t)(sizeof mixed - 1));
+    wait_count(&r, 5);
+    const char clean[] = "{\"rid\":\"e\"}\n{\"rid\":\"f\",\"y\":\"\\n\"}\n";
+    ck_assert_int_eq(write(r.sv[0][0], clean, sizeof clean - 1), (ssize_t)(sizeof clean - 1));
+    wait_count(&r, 7);
+    rig_term(&r);
+    struct lines l;
+    read_log(r.path, &l);
+    ck_assert_uint_eq(l.n, 7);
+    ck_assert_str_eq(l.v[0], "{\"rid\":\"a\"}");
+    ck_assert_str_eq(l.v[1], "{\"rid\":\"b\"}");
+    ck_assert_str_eq(l.v[2], "{\"rid\":\"c\",\"x\":1}");
+    ck_assert_ptr_nonnull(strstr(l.v[3], "\"fragment\":\"not json\"}"));
+    ck_assert_int_eq(strncmp(l.v[3], "{\"rid\":\"frag-", 13), 0);
+    ck_assert_str_eq(l.v[4], "{\"rid\":\"d\"}");
+    ck_assert_str_eq(l.v[5], "{\"rid\":\"e\"}");
+    ck_assert_str_eq(l.v[6], "{\"rid\":\"f\",\"y\":\"\\n\"}");
+    lines_free(&l);
+    rig_free(&r);
+}
+END_TEST
+
 /* ---- verify ------------------------------------------------------------ */
 
 static void make_log(struct rig *r, int n)
@@ -1036,6 +1321,8 @@ int main(void)
 #define ADD(t) do { if (only == NULL || strcmp(only, #t) == 0) tcase_add_test(tc, t); } while (0)
     const char *only = getenv("KT_TEST");   /* run one test by name while debugging */
     ADD(test_record_encode);
+    ADD(test_record_encode_same_bytes);
+    ADD(test_writer_rid);
     if (only == NULL || strcmp(only, "test_sigkill_under_load_exactly_once") == 0)
         tcase_add_loop_test(tc, test_sigkill_under_load_exactly_once, 0,
                             (int)(sizeof kill_cfg / sizeof kill_cfg[0]));
@@ -1048,6 +1335,9 @@ int main(void)
     ADD(test_dead_worker_partial_line_becomes_fragment);
     ADD(test_fragment_not_duplicated_after_crash);
     ADD(test_oversized_line_goes_through);
+    if (only == NULL || strcmp(only, "test_busy_then_idle_exactly_once") == 0)
+        tcase_add_loop_test(tc, test_busy_then_idle_exactly_once, 0, 2);
+    ADD(test_unchained_lines_written_as_sent);
     ADD(test_tampering_is_detected_and_named);
     ADD(test_rotation_keeps_chain_across_files);
     ADD(test_reopen_on_sigusr1);
