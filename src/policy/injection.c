@@ -462,6 +462,7 @@ struct kt_inj_dent {
 #define F_LEET  0x400u   /* a leetspeak digit or sign */
 #define F_ALT   0x800u   /* a non-ASCII letter with a homoglyph */
 #define F_NOALT 0x1000u  /* a non-ASCII letter without one */
+#define F_NB64  0x2000u  /* @ $: token bytes that end a base64 run */
 
 /* cls[]: ASCII bytes outside fast[]. */
 enum {
@@ -482,11 +483,16 @@ struct kt_inj_index {
     uint16_t *ph;        /* phrase ids grouped by first word */
     uint8_t plen[MAX_PLENS];
     size_t nplen;
+    const struct kt_inj_dent **pre;  /* prefix words of those lengths: few, */
+    size_t npre;                     /* so tried one by one */
+    size_t minpre;                   /* shortest of them (SIZE_MAX: none) */
+    uint8_t pre_first[256];          /* their first bytes */
     uint64_t ph8[NPHRASES];      /* first eight bytes of each phrase */
     uint16_t phlen[NPHRASES];
     uint64_t rules_of[64];       /* tok_rules anchored on each concept bit */
     uint64_t anchors;            /* every rule's anchor */
     uint16_t fast[256];
+    uint16_t atok[256];          /* fast[] and @ $: token bytes of ASCII text */
     uint8_t cls[256];
     uint8_t fold_first[256];     /* first bytes of fold_phrases */
     uint8_t role_first[256];     /* first bytes of role_words */
@@ -519,7 +525,7 @@ static inline uint64_t ld_safe(const char *w, size_t n)
 #define HK2 UINT64_C(0xC2B2AE3D27D4EB4F)
 
 /* Hash of a word, eight bytes at a time; *k0 gets its first eight. */
-static inline uint64_t whash(const char *w, size_t n, unsigned prefix, int fast,
+static inline __attribute__((always_inline)) uint64_t whash(const char *w, size_t n, unsigned prefix, int fast,
                              uint64_t *k0)
 {
     uint64_t x = fast ? ld_fast(w, n) : ld_safe(w, n);
@@ -550,9 +556,11 @@ static int dent_cmp(const void *x, const void *y)
     return (int)a->ph0 - (int)b->ph0;   /* phrase ids stay in table order */
 }
 
-static const struct kt_inj_dent *index_find(const struct kt_inj_index *ix,
-                                            const char *w, size_t len, unsigned prefix)
+/* The entry of a whole word (prefix words are in ix->pre). */
+static inline __attribute__((always_inline)) const struct kt_inj_dent *
+index_find(const struct kt_inj_index *ix, const char *w, size_t len)
 {
+    const unsigned prefix = 0;
     uint64_t k0, h = whash(w, len, prefix, 1, &k0);
     uint32_t tag = (uint32_t)(h >> 48);
     size_t mask = ix->nslot - 1;
@@ -576,6 +584,7 @@ static void index_free(struct kt_inj_index *ix)
     free(ix->ent);
     free(ix->slot);
     free(ix->ph);
+    free(ix->pre);
     free(ix);
 }
 
@@ -601,6 +610,9 @@ static void index_tables(struct kt_inj_index *ix)
         else if (c == '\\' || c == '%' || c == '&')
             ix->cls[c] = A_ESC;
     }
+    memcpy(ix->atok, ix->fast, sizeof ix->atok);
+    ix->atok['@'] = (uint16_t)('@' | F_LEET | F_NB64);
+    ix->atok['$'] = (uint16_t)('$' | F_LEET | F_NB64);
     ix->cls['"'] |= A_DQ;
     ix->cls['<'] |= A_MARK;   /* <|special|> */
     ix->cls['#'] |= A_MARK;   /* ### headers */
@@ -708,20 +720,38 @@ static struct kt_inj_index *index_build(void)
         index_free(ix);
         return NULL;
     }
+    ix->pre = calloc(m, sizeof *ix->pre);
+    if (!ix->pre) {
+        index_free(ix);
+        return NULL;
+    }
     for (size_t i = 0; i < m; i++) {
         struct kt_inj_dent *d = &ix->ent[i];
         uint64_t h = whash(d->w, d->len, d->prefix, 0, &d->k0);
-        size_t k = (size_t)h & (ix->nslot - 1);
-        while (ix->slot[k])
-            k = (k + 1) & (ix->nslot - 1);
-        ix->slot[k] = (uint32_t)(i + 1) | (uint32_t)(h >> 48) << 16;
         if (d->prefix) {
             size_t j = 0;
             while (j < ix->nplen && ix->plen[j] != d->len)
                 j++;
             if (j == ix->nplen && j < MAX_PLENS)
                 ix->plen[ix->nplen++] = d->len;
+            continue;
         }
+        size_t k = (size_t)h & (ix->nslot - 1);
+        while (ix->slot[k])
+            k = (k + 1) & (ix->nslot - 1);
+        ix->slot[k] = (uint32_t)(i + 1) | (uint32_t)(h >> 48) << 16;
+    }
+    /* a token is tried against the prefix words of the first MAX_PLENS
+     * lengths seen (as many as there are today) */
+    ix->minpre = SIZE_MAX;
+    for (size_t i = 0; i < m; i++) {
+        const struct kt_inj_dent *d = &ix->ent[i];
+        if (!d->prefix || !memchr(ix->plen, d->len, ix->nplen))
+            continue;
+        ix->pre[ix->npre++] = d;
+        ix->pre_first[(unsigned char)d->w[0]] = 1;
+        if (d->len < ix->minpre)
+            ix->minpre = d->len;
     }
     index_tables(ix);
     return ix;
@@ -784,22 +814,30 @@ static int scratch_reserve(struct kt_injection_scratch *s, size_t n)
 }
 
 /* Concept bits of one token, and the phrases that may start at it. */
-static uint64_t dict_lookup(const struct kt_inj_index *ix, const char *w, size_t len,
-                            uint16_t *ph0, uint16_t *phn)
+static inline __attribute__((always_inline)) uint64_t
+dict_lookup(const struct kt_inj_index *ix, const char *w, size_t len,
+            uint16_t *ph0, uint16_t *phn)
 {
     uint64_t bits = 0;
     *ph0 = *phn = 0;
     if (len == 0 || len > 40)
         return 0;
-    const struct kt_inj_dent *d = index_find(ix, w, len, 0);
+    const struct kt_inj_dent *d = index_find(ix, w, len);
     if (d) {
         bits = d->bits;
         *ph0 = d->ph0;
         *phn = d->phn;
     }
-    for (size_t k = 0; k < ix->nplen; k++)
-        if (ix->plen[k] <= len && (d = index_find(ix, w, ix->plen[k], 1)))
-            bits |= d->bits;
+    if (len >= ix->minpre && ix->pre_first[(unsigned char)w[0]]) {
+        uint64_t x = ld_fast(w, len);
+        for (size_t k = 0; k < ix->npre; k++) {
+            d = ix->pre[k];
+            size_t l = d->len;
+            if (l <= len && (x & (l >= 8 ? ~UINT64_C(0) : (UINT64_C(1) << (l * 8)) - 1)) == d->k0 &&
+                (l <= 8 || memcmp(d->w + 8, w + 8, l - 8) == 0))
+                bits |= d->bits;
+        }
+    }
     return bits;
 }
 
@@ -1040,7 +1078,7 @@ struct scan {
     size_t b64start;         /* byte after the last one that ends a base64 run */
 };
 
-static void tok_begin(struct scan *S)
+static inline void tok_begin(struct scan *S)
 {
     if (S->pend) {
         S->fold[S->fo++] = (char)S->pend;
@@ -1065,63 +1103,85 @@ static void squash_end(struct scan *S)
     S->run_len = 0;
 }
 
-static void tok_end(struct scan *S)
+/* A token with a homoglyph is rewritten with Latin letters when it mixes
+ * scripts or is all look-alikes; returns its new letter/leet flags. */
+static __attribute__((noinline)) unsigned tok_remap(struct scan *S, unsigned fl)
 {
-    char *words = S->words;
-    unsigned fl = S->tfl;
-    S->in_tok = 0;
-    /* a homoglyph counts when the word mixes scripts or is all look-alikes */
-    if (S->slow && (fl & F_ALT) && ((fl & F_ALET) || !(fl & F_NOALT))) {
-        if (fl & F_ALET)
-            S->st->mixed_words++;
-        S->fo = S->fstart;
-        S->wo = S->wstart;
-        fl &= ~(F_LET | F_LEET);
-        for (size_t k = 0; k < S->tn; k++) {
-            uint32_t d = S->talt[k] ? S->talt[k] : S->tcp[k];
-            S->fo += utf8_put(S->fold + S->fo, d);
-            if (d < 0x80) {
-                words[S->wo++] = (char)d;
-                fl |= is_letter(d) ? F_LET : is_leet((char)d) ? F_LEET : 0;
-            } else {
-                S->wo += utf8_put(words + S->wo, d);
-                fl |= F_LET;
-            }
+    if (!((fl & F_ALT) && ((fl & F_ALET) || !(fl & F_NOALT))))
+        return fl;
+    if (fl & F_ALET)
+        S->st->mixed_words++;
+    S->fo = S->fstart;
+    S->wo = S->wstart;
+    fl &= ~(F_LET | F_LEET);
+    for (size_t k = 0; k < S->tn; k++) {
+        uint32_t d = S->talt[k] ? S->talt[k] : S->tcp[k];
+        S->fo += utf8_put(S->fold + S->fo, d);
+        if (d < 0x80) {
+            S->words[S->wo++] = (char)d;
+            fl |= is_letter(d) ? F_LET : is_leet((char)d) ? F_LEET : 0;
+        } else {
+            S->wo += utf8_put(S->words + S->wo, d);
+            fl |= F_LET;
         }
     }
-    size_t wstart = S->wstart, wo = S->wo;
-    if ((fl & F_LET) && (fl & F_LEET)) {
-        int interior_leet = 0;
-        for (size_t k = wstart; k < wo; k++) {
-            if (!is_leet(words[k]))
-                continue;
-            if (k > wstart && k + 1 < wo && is_letter((unsigned char)words[k - 1]) &&
-                is_letter((unsigned char)words[k + 1]))
-                interior_leet = 1;
-            words[k] = leet(words[k]);
-        }
-        S->st->leet_words += (unsigned)interior_leet;
+    return fl;
+}
+
+/* Letters and leetspeak in one word: map the leet in the words view;
+ * 1 when a leet character sits between two letters. */
+static __attribute__((noinline)) int leet_map(char *words, size_t wstart, size_t wo)
+{
+    int interior_leet = 0;
+    for (size_t k = wstart; k < wo; k++) {
+        if (!is_leet(words[k]))
+            continue;
+        if (k > wstart && k + 1 < wo && is_letter((unsigned char)words[k - 1]) &&
+            is_letter((unsigned char)words[k + 1]))
+            interior_leet = 1;
+        words[k] = leet(words[k]);
     }
+    return interior_leet;
+}
+
+/* A token is complete in the views (words[wstart..wo), fold from fstart):
+ * map its leetspeak, look it up, feed the squash view. */
+static inline __attribute__((always_inline)) void
+tok_finish(struct scan *S, size_t fstart, size_t wstart, size_t ncp, unsigned fl)
+{
+    size_t wo = S->wo, tlen = wo - wstart;
+    if ((fl & (F_LET | F_LEET)) == (F_LET | F_LEET))
+        S->st->leet_words += (unsigned)leet_map(S->words, wstart, wo);
     struct kt_inj_tok *t = &S->toks[S->nt++];
-    size_t tlen = wo - wstart;
     t->off = (uint32_t)wstart;
-    t->foff = (uint32_t)S->fstart;
+    t->foff = (uint32_t)fstart;
     t->len = (uint16_t)(tlen > 0xFFFF ? 0xFFFF : tlen);
     t->quoted = 0;
     t->pad = 0;
-    t->bits = dict_lookup(S->ix, words + wstart, tlen, &t->ph0, &t->phn);
+    t->bits = dict_lookup(S->ix, S->words + wstart, tlen, &t->ph0, &t->phn);
     S->st->bits |= t->bits;
     /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
-    if (S->ncp == 1 && (fl & F_LET)) {
+    if (ncp == 1 && (fl & F_LET)) {
         if (S->run_len == 0)
             S->run_start = S->so;
-        S->sq[S->so++] = words[wstart];
+        S->sq[S->so++] = S->words[wstart];
         S->run_len++;
     } else if (S->run_len) {
         squash_end(S);
     }
-    words[S->wo++] = ' ';
-    S->slow = 0;
+    S->words[S->wo++] = ' ';
+}
+
+/* End of a token read (at least partly) one code point at a time. */
+static void tok_end(struct scan *S)
+{
+    unsigned fl = S->tfl;
+    S->in_tok = 0;
+    if (S->slow) {
+        fl = tok_remap(S, fl);
+        S->slow = 0;
+    }
+    tok_finish(S, S->fstart, S->wstart, S->ncp, fl);
 }
 
 /* A token code point read one at a time (non-ASCII, @, $, or after a
@@ -1188,7 +1248,8 @@ static void cp_add(struct scan *S, uint32_t c, uint8_t alt)
         other_add(S, c);
 }
 
-static void ws_add(struct scan *S, unsigned w)
+/* Whitespace: a run of it is kept as one ' ', or '\n' when it has one. */
+static inline __attribute__((always_inline)) void ws_add(struct scan *S, unsigned w)
 {
     S->zw = 0;
     if (S->in_tok)
@@ -1198,12 +1259,23 @@ static void ws_add(struct scan *S, unsigned w)
     S->lastlet = 0;
 }
 
-/* A byte that cannot be in a base64 run ends one (the run is at most 16). */
-static inline void b64_break(struct scan *S, size_t i0, size_t i1)
+/* A non-ASCII code point: zero-width, whitespace, or folded and kept. */
+static void slow_cp(struct scan *S, uint32_t cp)
 {
-    if (i0 - S->b64start >= 16)
-        S->st->b64run = 1;
-    S->b64start = i1;
+    if (is_zero_width(cp)) {
+        if (S->lastlet)
+            S->zw = 1;
+        return;
+    }
+    if (is_newline_cp(cp) || is_space_cp(cp)) {
+        ws_add(S, is_newline_cp(cp) ? '\n' : ' ');
+        return;
+    }
+    uint8_t alt;
+    uint32_t f = fold_cp(cp, &alt, S->st);
+    if (cp == 0xDF)
+        tok_add(S, 's', 0);
+    cp_add(S, f, alt);
 }
 
 static void scan_views(struct kt_injection_scratch *s, const char *text, size_t len,
@@ -1226,59 +1298,104 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
     while (i < len) {
         unsigned c = p[i];
         unsigned v = ix->fast[c];
-        if (v && !S.zw && !S.slow) {
+        if (v && !(S.zw | S.slow)) {
             /* ASCII letters and digits: the common case */
-            if (!S.in_tok)
-                tok_begin(&S);
+            size_t fstart = S.fo, wstart = S.wo;
+            if (!S.in_tok) {
+                if (S.pend) {
+                    S.fold[S.fo++] = (char)S.pend;
+                    S.pend = 0;
+                }
+                fstart = S.fo;
+            }
             char *f = S.fold + S.fo, *w = S.words + S.wo;
-            size_t k = 0, room = len - i;
+            const unsigned char *q = p + i, *e = p + len;
             unsigned fl = 0;
-            do {
-                f[k] = w[k] = (char)v;
-                fl |= v;
-                k++;
-            } while (k < room && (v = ix->fast[p[i + k]]) != 0);
+            for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* eight bytes at once while they are lower-case letters:
+                 * a byte is not one when it has its top bit, is below 'a'
+                 * (adding 0x1F leaves its top bit clear) or above 'z'
+                 * (adding 0x05 sets it); a carry only spoils bytes after
+                 * the first bad one, which are not used */
+                while (e - q >= 8) {
+                    uint64_t x;
+                    memcpy(&x, q, 8);
+                    const uint64_t hi = UINT64_C(0x8080808080808080);
+                    uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
+                                    (x + UINT64_C(0x0505050505050505))) & hi;
+                    memcpy(f, &x, 8);
+                    memcpy(w, &x, 8);
+                    size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
+                    f += k;
+                    w += k;
+                    q += k;
+                    if (k)
+                        fl |= F_LET | F_ALET;
+                    if (k < 8)
+                        break;
+                }
+                if (q == e || !(v = ix->fast[*q]))
+                    break;
+#endif
+                /* upper case, digits: a byte at a time */
+                do {
+                    *f++ = *w++ = (char)v;
+                    fl |= v;
+                } while (++q < e && (v = ix->fast[*q]) != 0 && (unsigned)(*q - 'a') >= 26);
+                if (q == e || !v)
+                    break;
+            }
+            size_t k = (size_t)(q - (p + i));
             S.fo += k;
             S.wo += k;
-            S.ncp += k;
-            S.tfl |= fl & ~0xFFu;
-            S.lastlet = f[k - 1] >= 'a';
             i += k;
+            fl &= ~0xFFu;
+            /* ended by a separator (or the end): done; else it goes on
+             * one code point at a time (non-ASCII, @, $) */
+            if (!S.in_tok && (q == e || (*q < 0x80 && *q != '@' && *q != '$'))) {
+                tok_finish(&S, fstart, wstart, k, fl);
+                continue;
+            }
+            if (!S.in_tok) {
+                S.in_tok = 1;
+                S.slow = 0;
+                S.fstart = fstart;
+                S.wstart = wstart;
+                S.ncp = S.tn = 0;
+                S.tfl = 0;
+            }
+            S.ncp += k;
+            S.tfl |= fl;
+            S.lastlet = f[-1] >= 'a';
             continue;
         }
         size_t i0 = i;
         if (c < 0x80) {
             unsigned a = ix->cls[c];
             i++;
-            if (!v && !(a & A_B64))
-                b64_break(&S, i0, i);
-            if (a & A_ESC)
-                st->nesc++;
+            if (!v && !(a & A_B64)) {
+                /* the byte ends a base64 run: was it long enough? */
+                if (i0 - S.b64start >= 16)
+                    st->b64run = 1;
+                S.b64start = i;
+            }
             if (a & (A_WS | A_NL)) {
                 ws_add(&S, a & A_NL ? '\n' : ' ');
                 continue;
             }
+            if (a & A_ESC)
+                st->nesc++;
             if (c >= 'A' && c <= 'Z')
                 c += 32;
             cp_add(&S, c, 0);
             continue;
         }
         uint32_t cp = utf8_next(p, len, &i);
-        b64_break(&S, i0, i);
-        if (is_zero_width(cp)) {
-            if (S.lastlet)
-                S.zw = 1;
-            continue;
-        }
-        if (is_newline_cp(cp) || is_space_cp(cp)) {
-            ws_add(&S, is_newline_cp(cp) ? '\n' : ' ');
-            continue;
-        }
-        uint8_t alt;
-        uint32_t f = fold_cp(cp, &alt, st);
-        if (cp == 0xDF)
-            tok_add(&S, 's', 0);
-        cp_add(&S, f, alt);
+        if (i0 - S.b64start >= 16)
+            st->b64run = 1;
+        S.b64start = i;
+        slow_cp(&S, cp);
     }
     if (len - S.b64start >= 16)
         st->b64run = 1;
@@ -1295,6 +1412,160 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
     st->nwords = S.wo;
     st->ntoks = S.nt;
     st->nsquash = S.so;
+}
+
+/* The same pass for a span of ASCII only (the usual chat text), with its
+ * state in locals: no zero-width characters, homoglyphs or fullwidth forms
+ * can occur, so a token is a run of [a-z0-9@$] and is finished in place.
+ * Returns 0, leaving *st alone, at the first non-ASCII byte. */
+static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t len,
+                      struct stats *st)
+{
+    const struct kt_inj_index *ix = s->index;
+    const unsigned char *p = (const unsigned char *)text, *q = p, *e = p + len;
+    const unsigned char *b64start = p;
+    char *fold = s->fold, *words = s->words, *sq = s->squash;
+    struct kt_inj_tok *toks = s->toks;
+    size_t fo = 0, wo = 0, so = 0, nt = 0, run_start = 0, run_len = 0;
+    unsigned pend = 0, seen = 0, nesc = 0, leet_words = 0, spaced_runs = 0;
+    int b64run = 0;
+    uint64_t allbits = 0;
+    words[wo++] = ' ';
+    while (q < e) {
+        unsigned c = *q;
+        unsigned v = ix->atok[c];
+        if (!v) {
+            unsigned a = ix->cls[c];
+            if (c >= 0x80)
+                return 0;
+            if (!(a & A_B64)) {
+                if (q - b64start >= 16)
+                    b64run = 1;
+                b64start = q + 1;
+            }
+            q++;
+            if (a & (A_WS | A_NL)) {
+                if (!pend || (a & A_NL))
+                    pend = a & A_NL ? '\n' : ' ';
+                continue;
+            }
+            if (pend) {
+                fold[fo++] = (char)pend;
+                pend = 0;
+            }
+            fold[fo++] = (char)c;
+            seen |= a;
+            nesc += (a & A_ESC) != 0;
+            continue;
+        }
+        /* a token */
+        if (pend) {
+            fold[fo++] = (char)pend;
+            pend = 0;
+        }
+        const unsigned char *t0 = q;
+        char *f = fold + fo, *w = words + wo;
+        unsigned fl = 0;
+        for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* eight bytes at once while they are lower-case letters: a
+             * byte is not one when it has its top bit, is below 'a'
+             * (adding 0x1F leaves its top bit clear) or above 'z' (adding
+             * 0x05 sets it); a carry only spoils bytes after the first bad
+             * one, which are not used */
+            while (e - q >= 8) {
+                uint64_t x;
+                memcpy(&x, q, 8);
+                const uint64_t hi = UINT64_C(0x8080808080808080);
+                uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
+                                (x + UINT64_C(0x0505050505050505))) & hi;
+                memcpy(f, &x, 8);
+                memcpy(w, &x, 8);
+                size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
+                f += k;
+                w += k;
+                q += k;
+                if (k)
+                    fl |= F_LET | F_ALET;
+                if (k < 8)
+                    break;
+            }
+            if (q == e || !(v = ix->atok[*q]))
+                break;
+#endif
+            /* upper case, digits, @ $: a byte at a time */
+            do {
+                *f++ = *w++ = (char)v;
+                fl |= v;
+            } while (++q < e && (v = ix->atok[*q]) != 0 && (unsigned)(*q - 'a') >= 26);
+            if (q == e || !v)
+                break;
+        }
+        size_t k = (size_t)(q - t0), fstart = fo, wstart = wo;
+        fo += k;
+        wo += k;
+        if (fl & F_NB64) {
+            for (const unsigned char *r = t0; r < q; r++) {
+                if (*r == '@' || *r == '$') {
+                    if (r - b64start >= 16)
+                        b64run = 1;
+                    b64start = r + 1;
+                }
+            }
+        }
+        if ((fl & (F_LET | F_LEET)) == (F_LET | F_LEET))
+            leet_words += (unsigned)leet_map(words, wstart, wo);
+        struct kt_inj_tok *t = &toks[nt++];
+        t->off = (uint32_t)wstart;
+        t->foff = (uint32_t)fstart;
+        t->len = (uint16_t)(k > 0xFFFF ? 0xFFFF : k);
+        t->quoted = 0;
+        t->pad = 0;
+        t->bits = dict_lookup(ix, words + wstart, k, &t->ph0, &t->phn);
+        allbits |= t->bits;
+        /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
+        if (k == 1 && (fl & F_LET)) {
+            if (run_len == 0)
+                run_start = so;
+            sq[so++] = words[wstart];
+            run_len++;
+        } else if (run_len) {
+            if (run_len < 4) {
+                so = run_start;
+            } else {
+                sq[so++] = ' ';
+                spaced_runs++;
+            }
+            run_len = 0;
+        }
+        words[wo++] = ' ';
+    }
+    if (e - b64start >= 16)
+        b64run = 1;
+    if (pend)
+        fold[fo++] = (char)pend;
+    if (run_len) {
+        if (run_len < 4) {
+            so = run_start;
+        } else {
+            sq[so++] = ' ';
+            spaced_runs++;
+        }
+    }
+    fold[fo] = '\0';
+    words[wo] = '\0';
+    sq[so] = '\0';
+    st->leet_words += leet_words;
+    st->spaced_runs += spaced_runs;
+    st->nesc += nesc;
+    st->b64run |= b64run;
+    st->seen |= seen;
+    st->bits |= allbits;
+    st->nfold = fo;
+    st->nwords = wo;
+    st->ntoks = nt;
+    st->nsquash = so;
+    return 1;
 }
 
 /* Tokens inside a closed "..." on one line (at most 400 code points): in a
@@ -1561,7 +1832,8 @@ static void scan_text(struct kt_injection_scratch *s, const char *text, size_t l
                       struct hits *h, struct stats *st)
 {
     const struct kt_inj_index *ix = s->index;
-    scan_views(s, text, len, st);
+    if (!scan_ascii(s, text, len, st))
+        scan_views(s, text, len, st);
     int meta = (st->bits & C(C_META)) != 0;
     if (meta && (st->seen & A_DQ))
         mark_quoted(s->fold, st->nfold, s->toks, st->ntoks);
