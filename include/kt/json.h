@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kt/arena.h"
 
@@ -64,12 +65,22 @@ int kt_json_parse(struct kt_arena *a, const char *text, size_t len, const struct
  * (or any type when want < 0), else 0. Allocates nothing. */
 int kt_json_valid(const char *text, size_t len, int want);
 
-/* kt_json_get: member key of object o (last one when repeated), NULL when
- * o is NULL, not an object, or has no such key. */
-const struct kt_json *kt_json_get(const struct kt_json *o, const char *key);
+/* kt_json_getn: member key (klen bytes) of object o (the last one when
+ * repeated), NULL when o is NULL, not an object, or has no such key. */
+const struct kt_json *kt_json_getn(const struct kt_json *o, const char *key, size_t klen);
+/* kt_json_get: the same for a C string key (inline: a literal's length is
+ * folded at compile time). */
+static inline const struct kt_json *kt_json_get(const struct kt_json *o, const char *key)
+{
+    return kt_json_getn(o, key, strlen(key));
+}
 /* kt_json_get_type: the same, NULL unless the member has type t. */
-const struct kt_json *kt_json_get_type(const struct kt_json *o, const char *key,
-                                       enum kt_json_type t);
+static inline const struct kt_json *kt_json_get_type(const struct kt_json *o, const char *key,
+                                                     enum kt_json_type t)
+{
+    const struct kt_json *v = kt_json_get(o, key);
+    return v && v->type == t ? v : NULL;
+}
 /* kt_json_text: the value's text without insignificant whitespace,
  * NUL-terminated, in the arena (strings are kept byte for byte). */
 char *kt_json_text(struct kt_arena *a, const struct kt_json *v, size_t *len);
@@ -93,7 +104,11 @@ static inline const char *kt_json_str(const struct kt_json *v, size_t *len)
 }
 
 /* 1 when v is the string s exactly */
-int kt_json_streq(const struct kt_json *v, const char *s);
+static inline int kt_json_streq(const struct kt_json *v, const char *s)
+{
+    size_t n = strlen(s);
+    return v && v->type == KT_JSON_STRING && v->n == n && memcmp(v->u.s, s, n) == 0;
+}
 
 static inline size_t kt_json_len(const struct kt_json *v)
 {

@@ -569,32 +569,16 @@ int kt_json_valid(const char *text, size_t len, int want)
     return want < 0 || (int)v.type == want;
 }
 
-const struct kt_json *kt_json_get(const struct kt_json *o, const char *key)
+const struct kt_json *kt_json_getn(const struct kt_json *o, const char *key, size_t kl)
 {
     if (o == NULL || o->type != KT_JSON_OBJECT)
         return NULL;
-    size_t kl = strlen(key);
     for (size_t i = o->n; i-- > 0;) {           /* last one wins, as in json-c */
         const struct kt_json_member *m = &o->u.members[i];
-        if (m->klen == kl && memcmp(m->key, key, kl) == 0)
+        if (m->klen == kl && (kl == 0 || m->key[0] == key[0]) && memcmp(m->key, key, kl) == 0)
             return &m->val;
     }
     return NULL;
-}
-
-const struct kt_json *kt_json_get_type(const struct kt_json *o, const char *key,
-                                       enum kt_json_type t)
-{
-    const struct kt_json *v = kt_json_get(o, key);
-    return v && v->type == t ? v : NULL;
-}
-
-int kt_json_streq(const struct kt_json *v, const char *s)
-{
-    if (v == NULL || v->type != KT_JSON_STRING)
-        return 0;
-    size_t n = strlen(s);
-    return v->n == n && memcmp(v->u.s, s, n) == 0;
 }
 
 int64_t kt_json_int(const struct kt_json *v)
