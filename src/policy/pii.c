@@ -12,6 +12,16 @@
  * and after a match the scan resumes at its end, so no entity rescans the
  * text: the work is linear in the text times a small constant.
  *
+ * Most text holds no value, so the scanner first asks cheap gates (see
+ * gates below) which matchers could possibly match, or look past the end,
+ * at a word start: the alnum run is measured once, a word ended by a space
+ * needs no email, secret or IPv6 check, an email needs '@' right after its
+ * local part, a number needs 4 digits in a stretch of digits and
+ * separators. Words away from any backslash are skipped whole. The gates
+ * only ever skip a matcher that would have returned 0 without reading past
+ * the end, so matches and stream hold-back are exactly those of running
+ * every matcher.
+ *
  * Streaming: every read goes through at(), which notes when a matcher
  * looked past the end of the available text. If that happens while more
  * input may come, the decision at that position is not final yet: the
@@ -71,23 +81,37 @@ enum {
     C_PLUS = 1u << 7,
     C_LPAREN = 1u << 8,
     C_COLON = 1u << 9,
+    C_IP6 = 1u << 10,    /* 0-9 a-f A-F : . (what an IPv6 run may hold) */
+    C_NUM = 1u << 11,    /* digits and what number matchers step over */
+    C_AT = 1u << 12,
+    C_LEAD = 1u << 13,   /* leads a key prefix, an IBAN or a number (lead_gates) */
 };
 #define C_ALPHA (C_UPPER | C_LOWER)
 #define C_ALNUM (C_DIGIT | C_ALPHA)
 
 static const unsigned short kt_cls[256] = {
-    ['0' ... '9'] = C_DIGIT | C_HEX | C_LOCAL | C_KEY | C_B64,
-    ['A' ... 'F'] = C_UPPER | C_HEX | C_LOCAL | C_KEY | C_B64,
-    ['G' ... 'Z'] = C_UPPER | C_LOCAL | C_KEY | C_B64,
-    ['a' ... 'f'] = C_LOWER | C_HEX | C_LOCAL | C_KEY | C_B64,
-    ['g' ... 'z'] = C_LOWER | C_LOCAL | C_KEY | C_B64,
-    ['.'] = C_LOCAL, ['%'] = C_LOCAL,
+    ['0' ... '9'] = C_DIGIT | C_HEX | C_LOCAL | C_KEY | C_B64 | C_IP6 | C_NUM | C_LEAD,
+    ['A' ... 'F'] = C_UPPER | C_HEX | C_LOCAL | C_KEY | C_B64 | C_IP6 | C_LEAD,
+    ['G' ... 'Z'] = C_UPPER | C_LOCAL | C_KEY | C_B64 | C_LEAD,
+    ['a' ... 'f'] = C_LOWER | C_HEX | C_LOCAL | C_KEY | C_B64 | C_IP6,
+    /* g, s, x start key prefixes (kt_key_next) */
+    ['g'] = C_LOWER | C_LOCAL | C_KEY | C_B64 | C_LEAD,
+    ['h' ... 'r'] = C_LOWER | C_LOCAL | C_KEY | C_B64,
+    ['s'] = C_LOWER | C_LOCAL | C_KEY | C_B64 | C_LEAD,
+    ['t' ... 'w'] = C_LOWER | C_LOCAL | C_KEY | C_B64,
+    ['x'] = C_LOWER | C_LOCAL | C_KEY | C_B64 | C_LEAD,
+    ['y' ... 'z'] = C_LOWER | C_LOCAL | C_KEY | C_B64,
+    ['.'] = C_LOCAL | C_IP6 | C_NUM, ['%'] = C_LOCAL,
     ['_'] = C_LOCAL | C_KEY,
-    ['-'] = C_LOCAL | C_KEY,
-    ['+'] = C_LOCAL | C_B64 | C_PLUS,
-    ['/'] = C_B64,
-    ['('] = C_LPAREN,
-    [':'] = C_COLON,
+    ['-'] = C_LOCAL | C_KEY | C_NUM,
+    ['+'] = C_LOCAL | C_B64 | C_PLUS | C_NUM | C_LEAD,
+    ['/'] = C_B64 | C_NUM,
+    ['('] = C_LPAREN | C_NUM | C_LEAD,
+    [':'] = C_COLON | C_IP6,
+    /* separators and look-ahead of the number matchers; read_groups'
+     * strchr() takes a NUL for a separator */
+    [' '] = C_NUM, [','] = C_NUM, [')'] = C_NUM, ['\0'] = C_NUM,
+    ['@'] = C_AT,
 };
 
 /* ---- the scan context ------------------------------------------------- */
@@ -310,7 +334,7 @@ static const struct keyshape {
     unsigned char charset;     /* KS_* */
     unsigned char need_mix;    /* must hold a digit and a letter */
     unsigned short minb, maxb; /* body length after the prefix */
-} kt_keys[] = {                 /* a new first byte goes in kt_key_first too */
+} kt_keys[] = {                 /* a new prefix goes in kt_key_next too */
     { "sk-ant-", KS_KEY, 1, 20, 200 },      /* Anthropic */
     { "sk-", KS_KEY, 1, 20, 200 },          /* OpenAI, incl. sk-proj-, sk-svcacct- */
     { "AKIA", KS_UPNUM, 0, 16, 16 },        /* AWS access key id */
@@ -329,10 +353,26 @@ static const struct keyshape {
     { "AIza", KS_KEY, 0, 35, 35 },          /* Google API key */
 };
 
-/* First bytes of the prefixes above: most words start with none of them. */
-static const unsigned char kt_key_first[256] = {
-    ['s'] = 1, ['A'] = 1, ['g'] = 1, ['x'] = 1,
+/* The first two bytes of the prefixes above, as the second bytes each
+ * first byte allows: most words start with none of them. */
+static const char *const kt_key_next[256] = {
+    ['s'] = "k", ['A'] = "KSI", ['g'] = "hi", ['x'] = "o",
 };
+
+/* key_gate: could a prefix above start at i (or does the text end too soon
+ * to tell)? m_key compares prefixes only while they agree with the text. */
+static int key_gate(const unsigned char *t, size_t i, size_t len)
+{
+    const char *nx = kt_key_next[t[i]];
+    if (nx == NULL)
+        return 0;
+    if (i + 1 >= len)
+        return 1;
+    for (; *nx; nx++)
+        if (t[i + 1] == (unsigned char)*nx)
+            return 1;
+    return 0;
+}
 
 static int key_char(int c, unsigned charset)
 {
@@ -349,18 +389,18 @@ static int key_char(int c, unsigned charset)
 
 static int m_key(struct scan *s, size_t i, struct kt_pii_match *m)
 {
-    if (!kt_key_first[s->t[i]])
+    if (!kt_key_next[s->t[i]])
         return 0;
     for (size_t k = 0; k < sizeof kt_keys / sizeof kt_keys[0]; k++) {
         const struct keyshape *ks = &kt_keys[k];
         if (s->t[i] != (unsigned char)ks->prefix[0])
             continue;           /* most words start with no key prefix */
-        size_t pl = strlen(ks->prefix), j = 0;
-        while (j < pl && at(s, i + j) == ks->prefix[j])
+        size_t j = 0;
+        while (ks->prefix[j] && at(s, i + j) == ks->prefix[j])
             j++;
-        if (j < pl)
+        if (ks->prefix[j])
             continue;
-        size_t p = i + pl, nb = 0;
+        size_t p = i + j, nb = 0;
         int dig = 0, alpha = 0;
         for (int c; nb <= ks->maxb && key_char(c = at(s, p), ks->charset); p++, nb++) {
             dig |= (kt_cls[c] & C_DIGIT) != 0;
@@ -707,6 +747,14 @@ static const char *const kt_phone_ctx[] = {
     "number", "sms", "text", "whatsapp", "dial", "ph", NULL
 };
 
+/* A phone-shaped value, unless the words before name it as something else. */
+static int phone_found(const struct scan *s, struct kt_pii_match *m, size_t i, size_t p)
+{
+    if (near_word(s, i, 2, 32, kt_phone_neg_ctx))
+        return 0;
+    return found(m, i, p, KT_PII_PHONE);
+}
+
 static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
 {
     size_t p = i;
@@ -772,14 +820,14 @@ static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
         return 0;
     if (i > 0 && (s->t[i - 1] == '#' || (i > 1 && s->t[i - 1] == ' ' && s->t[i - 2] == '#')))
         return 0;
-    if (near_word(s, i, 2, 32, kt_phone_neg_ctx))
-        return 0;
+    /* near_word reads only bytes before i, so it can come last: it is
+     * the costly test, and most digit runs fail the shapes first */
     if (plus) {
         if (nd < 8 || nd > 15 || d[0] == '0' || g.n > 6)
             return 0;
         if (g.n > 1 && (g.len[0] > 3 || g.len[g.n - 1] < 2))
             return 0;                   /* country code is 1-3 digits */
-        return found(m, i, p, KT_PII_PHONE);
+        return phone_found(s, m, i, p);
     }
     if (trunk0)
         return 0;
@@ -816,7 +864,7 @@ static int m_phone(struct scan *s, size_t i, struct kt_pii_match *m)
         if (ps->name[0] == 'U' && ps->name[1] == 'S' && !paren_first && g.sep[0] == ' ' &&
             !ctx_word(s, i, 32, kt_phone_ctx))
             continue;
-        return found(m, i, p, KT_PII_PHONE);
+        return phone_found(s, m, i, p);
     }
     return 0;
 }
@@ -841,6 +889,10 @@ static const struct matcher {
     { C_HEX | C_COLON, C_ALNUM | C_COLON | C_KEY, KT_PII_IP_ADDRESS, m_ipv6 },
     { C_DIGIT | C_PLUS | C_LPAREN, LB_NUM, KT_PII_PHONE, m_phone },
 };
+#define KT_NMATCHERS (sizeof kt_matchers / sizeof kt_matchers[0])
+/* bits of kt_matchers[] entries, for the gates below */
+enum { M_KEY = 1u << 0, M_AWS = 1u << 1, M_EMAIL = 1u << 2, M_IBAN = 1u << 3,
+       M_DIGITS = (1u << 4) | (1u << 5) | (1u << 6), M_IPV6 = 1u << 7, M_PHONE = 1u << 8 };
 
 enum { SCAN_MATCH, SCAN_DONE, SCAN_MORE };
 
@@ -855,22 +907,146 @@ static int in_word(const struct scan *s, size_t i)
     return 1;
 }
 
+/* run_end: the end of the run of class c from i, reading no further than
+ * lim; [i, from) is known to be in c already. */
+static inline size_t run_end(const unsigned char *t, size_t from, size_t lim, unsigned c)
+{
+    while (from < lim && (kt_cls[t[from]] & c))
+        from++;
+    return from;
+}
+
+#define KT_PII_NUMBERS (KT_PII_BIT(KT_PII_US_SSN) | KT_PII_BIT(KT_PII_CREDIT_CARD) | \
+                        KT_PII_BIT(KT_PII_IP_ADDRESS) | KT_PII_BIT(KT_PII_PHONE))
+
+/* num_gate: could a number matcher (SSN, card, IPv4, phone) match at i
+ * or read past the end? They step only over C_NUM bytes and look at most
+ * one byte past them, and every value they match holds at least 4 digits.
+ * So: a C_NUM stretch with 4 digits, or one that reaches the end. */
+static int num_gate(const unsigned char *t, size_t i, size_t len)
+{
+    unsigned nd = 0;
+    for (size_t p = i; p < len; p++) {
+        unsigned c = kt_cls[t[p]];
+        if (!(c & C_NUM))
+            return 0;
+        if ((c & C_DIGIT) && ++nd == 4)
+            return 1;
+    }
+    return 1;
+}
+
+/* bytes that extend a word into an email, a secret or an IPv6 address */
+#define C_EXTEND (C_LOCAL | C_B64 | C_IP6 | C_AT)
+
+/* Gates: which matchers of mask (as M_* bits) could match at i, or would
+ * read past the end of the text there. Each gate is a cheap necessary
+ * condition read off its matcher: where it fails, the matcher returns 0
+ * without looking past the end, so skipping it changes nothing, streaming
+ * included. Most words of prose pass none. a is the end of the alnum run
+ * from i. */
+
+/* lead_gates: the values the first bytes decide (C_LEAD): key prefixes,
+ * IBAN country codes, numbers. */
+static unsigned lead_gates(const unsigned char *t, size_t i, size_t len, unsigned cls,
+                           unsigned mask)
+{
+    unsigned want = 0;
+    if ((mask & KT_PII_BIT(KT_PII_API_KEY)) && (cls & C_ALPHA) && key_gate(t, i, len))
+        want |= M_KEY;
+    if ((mask & KT_PII_BIT(KT_PII_IBAN)) && (cls & C_UPPER) &&
+        (i + 1 >= len || ((kt_cls[t[i + 1]] & C_UPPER) &&
+                          (i + 2 >= len || (kt_cls[t[i + 2]] & C_DIGIT)))))
+        want |= M_IBAN;             /* m_iban: two letters, then two digits */
+    if ((mask & KT_PII_NUMBERS) && (cls & (C_DIGIT | C_PLUS | C_LPAREN)) && num_gate(t, i, len))
+        want |= cls & C_DIGIT ? M_DIGITS | M_PHONE : M_PHONE;
+    return want;
+}
+
+/* ext_gates: the values a word grows into past its alnum run: AWS
+ * secrets, emails, IPv6 addresses. Not needed when the run ends at a byte
+ * that cannot extend it (not C_EXTEND): see scan_next. */
+static unsigned ext_gates(const unsigned char *t, size_t i, size_t a, size_t len, unsigned cls,
+                          unsigned mask)
+{
+    unsigned want = 0;
+    if ((mask & KT_PII_BIT(KT_PII_API_KEY)) && (cls & C_B64)) {
+        /* m_aws_secret reads at most 41 run bytes and wants exactly 40 */
+        size_t lim = len - i > 41 ? i + 41 : len;
+        size_t b = run_end(t, a < lim ? a : lim, lim, C_B64);
+        if (b - i == 40 || (b == len && b - i <= 40))
+            want |= M_AWS;
+    }
+    if ((mask & KT_PII_BIT(KT_PII_EMAIL)) && (cls & C_LOCAL)) {
+        /* m_email: a local part of at most 64 bytes, then '@' */
+        size_t lim = len - i > 65 ? i + 65 : len;
+        size_t l = run_end(t, a < lim ? a : lim, lim, C_LOCAL);
+        if (l - i <= 64 && (l == len || t[l] == '@'))
+            want |= M_EMAIL;
+    }
+    if ((mask & KT_PII_BIT(KT_PII_IP_ADDRESS)) && (cls & (C_HEX | C_COLON))) {
+        /* m_ipv6: a run of at most 45 bytes, not followed by a word byte,
+         * with at least two colons */
+        size_t lim = len - i > 46 ? i + 46 : len, p = i, colons = 0;
+        while (p < lim && (kt_cls[t[p]] & C_IP6))
+            colons += t[p++] == ':';
+        if (p - i <= 45 && (p == len || (!(kt_cls[t[p]] & C_ALNUM) && t[p] != '_' && colons >= 2)))
+            want |= M_IPV6;
+    }
+    return want;
+}
+
+/* trigger classes of the matchers in mask: no other byte starts a value */
+static unsigned triggers(unsigned mask)
+{
+    unsigned trig = 0;
+    for (size_t k = 0; k < KT_NMATCHERS; k++)
+        if (mask & KT_PII_BIT(kt_matchers[k].entity))
+            trig |= kt_matchers[k].trigger;
+    return trig;
+}
+
 /* scan_next: from pos, find the next match. SCAN_DONE: none up to len.
  * SCAN_MORE: the decision at *stop needs input not yet seen. */
 static int scan_next(struct scan *s, size_t pos, unsigned mask,
                      struct kt_pii_match *m, size_t *stop)
 {
-    for (size_t i = pos; i < s->len; i++) {
-        unsigned cls = kt_cls[s->t[i]];
-        if (!(cls & (C_ALNUM | C_LOCAL | C_B64 | C_PLUS | C_LPAREN | C_COLON)))
+    const unsigned char *t = s->t;
+    size_t len = s->len;
+    unsigned trig = triggers(mask);
+    /* the first backslash at or after pos - 5: words after pos and before
+     * it are skipped whole, since no escape can end inside them */
+    size_t from = pos > 5 ? pos - 5 : 0;
+    const unsigned char *bsp = memchr(t + from, '\\', len - from);
+    size_t bs = bsp ? (size_t)(bsp - t) : len;
+    for (size_t i = pos; i < len; i++) {
+        unsigned cls = kt_cls[t[i]];
+        if (!(cls & trig))
             continue;           /* spaces, punctuation, UTF-8: nothing starts here */
-        if (i > 0 && s->t[i - 1] == '\\' && escaped(s, i))
+        if (i > 0 && t[i - 1] == '\\' && escaped(s, i))
             continue;           /* "\n", "\u": a redaction must not split an escape */
         if (in_word(s, i))
             continue;           /* every matcher's left boundary fails there */
-        for (size_t k = 0; k < sizeof kt_matchers / sizeof kt_matchers[0]; k++) {
+        size_t a = i;
+        unsigned want = 0;
+        if (cls & C_ALNUM) {
+            a = run_end(t, i + 1, len, C_ALNUM);
+            if (a < len && !(kt_cls[t[a]] & C_EXTEND)) {
+                /* the common case, a word ended by a space or the like:
+                 * only its first bytes or a 40-byte secret can matter */
+                if (a - i == 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)))
+                    want = M_AWS;
+            } else {
+                want = ext_gates(t, i, a, len, cls, mask);
+            }
+        } else {
+            want = ext_gates(t, i, a, len, cls, mask);
+        }
+        if (cls & C_LEAD)
+            want |= lead_gates(t, i, len, cls, mask);
+        for (size_t k = 0; want; k++, want >>= 1) {
             const struct matcher *mt = &kt_matchers[k];
-            if (!(cls & mt->trigger) || !(mask & KT_PII_BIT(mt->entity)))
+            if (!(want & 1) || !(cls & mt->trigger) || !(mask & KT_PII_BIT(mt->entity)))
                 continue;
             if (mt->left == LB_NUM ? !left_num_ok(s, i) : !left_cls_ok(s, i, mt->left))
                 continue;
@@ -882,6 +1058,16 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
             }
             if (r)
                 return SCAN_MATCH;
+        }
+        if (a > i + 1) {
+            /* inside the alnum run every byte is in_word unless an escape
+             * ends within it, which needs a backslash in t[i-5, i) */
+            if (bs < i && bs + 5 < i) {
+                bsp = memchr(t + i - 5, '\\', len - (i - 5));
+                bs = bsp ? (size_t)(bsp - t) : len;
+            }
+            if (bs >= i)
+                i = a - 1;
         }
     }
     *stop = s->len;
