@@ -29,6 +29,7 @@
 
 #include <event2/event.h>
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
 #include <openssl/sha.h>
 
 #include "kt/audit.h"
@@ -89,7 +90,7 @@ struct audit {
     long crash_after;      /* test hook: SIGKILL self after N appends, before consuming */
     struct event *ev_term, *ev_int, *ev_usr1, *ev_fsync, *ev_retention, *ev_tick;
     EVP_MD_CTX *md;        /* reused for the chain hash (NULL: one-shot SHA256) */
-    EVP_MD *sha256;
+    const EVP_MD *sha256;  /* fetched once: OpenSSL 3 would fetch it per Init */
     uint64_t written, dups, fragments;
     int rc;
 };
@@ -1014,7 +1015,9 @@ static void audit_free(struct audit *a)
     kt_buf_free(&a->frag);
     free(a->peek);
     EVP_MD_CTX_free(a->md);
-    EVP_MD_free(a->sha256);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    EVP_MD_free((EVP_MD *)a->sha256);
+#endif
     if (a->fd >= 0) {
         fdatasync(a->fd);
         close(a->fd);
@@ -1068,8 +1071,13 @@ int kt_audit_proc_run(const struct kt_audit_opts *o, const int *fds, size_t nfds
     if ((a.base = event_base_new()) == NULL || (a.peek = malloc(PEEK_MAX)) == NULL ||
         (a.ev_tick = evtimer_new(a.base, on_tick, &a)) == NULL)
         goto out;
-    if (o->immutable && ((a.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL ||
-                         (a.md = EVP_MD_CTX_new()) == NULL)) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (o->immutable)
+        a.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+    a.sha256 = EVP_sha256();
+#endif
+    if (o->immutable && (a.sha256 == NULL || (a.md = EVP_MD_CTX_new()) == NULL)) {
         EVP_MD_CTX_free(a.md);   /* chain_hex falls back to one-shot SHA256 */
         a.md = NULL;
     }
