@@ -107,9 +107,16 @@ static const char *hdr_in(struct kt_flow *f, const char *name)
     return f->req ? evhtp_header_find(f->req->headers_in, name) : NULL;
 }
 
+/* hdr_out: k is always a literal, so only the value is copied;
+ * hdr_out_static: v lives as long as the worker (a literal, a target id). */
 static void hdr_out(struct kt_flow *f, const char *k, const char *v)
 {
-    evhtp_headers_add_header(f->req->headers_out, evhtp_header_new(k, v, 1, 1));
+    evhtp_headers_add_header(f->req->headers_out, evhtp_header_new(k, v, 0, 1));
+}
+
+static void hdr_out_static(struct kt_flow *f, const char *k, const char *v)
+{
+    evhtp_headers_add_header(f->req->headers_out, evhtp_header_new(k, v, 0, 0));
 }
 
 static void unpause_client(struct kt_flow *f)
@@ -136,7 +143,7 @@ static void reply_error(struct kt_flow *f, int status, enum kt_ir_err_type type,
         hdr_out(f, "retry-after", ra);
     }
     if (f->trt)
-        hdr_out(f, "x-kt-target", f->trt->t->id);
+        hdr_out_static(f, "x-kt-target", f->trt->t->id);
     if (f->pol.nd) {
         char ph[256];
         kt_policy_header(&f->pol, ph, sizeof ph);
@@ -594,9 +601,9 @@ static int on_sse_event(void *ud, const char *event, const char *data, size_t le
 
 static void add_route_headers(struct kt_flow *f)
 {
-    hdr_out(f, "x-kt-target", f->trt->t->id);
+    hdr_out_static(f, "x-kt-target", f->trt->t->id);
     if (f->cur > 0)
-        hdr_out(f, "x-kt-fallback", "true");
+        hdr_out_static(f, "x-kt-fallback", "true");
     if (f->attempts_total > 1) {
         char n[16];
         snprintf(n, sizeof n, "%d", f->attempts_total);
@@ -612,8 +619,8 @@ static void add_route_headers(struct kt_flow *f)
 static void start_client_stream(struct kt_flow *f)
 {
     unpause_client(f);
-    hdr_out(f, "content-type", "text/event-stream");
-    hdr_out(f, "cache-control", "no-cache");
+    hdr_out_static(f, "content-type", "text/event-stream");
+    hdr_out_static(f, "cache-control", "no-cache");
     add_route_headers(f);
     kt_srv_last_on_conn(f->s, f->req);
     evhtp_send_reply_chunk_start(f->req, EVHTP_RES_OK);

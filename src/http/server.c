@@ -28,10 +28,10 @@ void kt_srv_count_status(struct kt_srv *s, int status)
         s->metrics.responses_5xx++;
 }
 
-/* add_header: copies both strings (evhtp frees them with the request). */
+/* add_header: k is a literal; v is copied (evhtp frees it with the request). */
 static void add_header(evhtp_request_t *req, const char *k, const char *v)
 {
-    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 1, 1));
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, 1));
 }
 
 /* ensure_request_id: the client's x-request-id, else a fresh one; always
