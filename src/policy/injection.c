@@ -462,7 +462,7 @@ struct kt_inj_dent {
 #define F_LEET  0x400u   /* a leetspeak digit or sign */
 #define F_ALT   0x800u   /* a non-ASCII letter with a homoglyph */
 #define F_NOALT 0x1000u  /* a non-ASCII letter without one */
-#define F_NB64  0x2000u  /* @ $: token bytes that end a base64 run */
+#define F_THREE 0x2000u  /* '3': a "rot13" may be near */
 
 /* cls[]: ASCII bytes outside fast[]. */
 enum {
@@ -487,6 +487,11 @@ struct kt_inj_index {
     size_t npre;                     /* so tried one by one */
     size_t minpre;                   /* shortest of them (SIZE_MAX: none) */
     uint8_t pre_first[256];          /* their first bytes */
+    /* whole words by (first byte, last byte) class and length: a token
+     * whose bit is clear is no dictionary word, without hashing it */
+    uint8_t lclass[256];             /* a..z: 0..25, any other byte: 26 */
+    uint64_t lenmask[27 * 27];
+    uint8_t rolelen[NELEM(role_words)];
     uint64_t ph8[NPHRASES];      /* first eight bytes of each phrase */
     uint16_t phlen[NPHRASES];
     uint64_t rules_of[64];       /* tok_rules anchored on each concept bit */
@@ -533,7 +538,7 @@ static inline __attribute__((always_inline)) uint64_t whash(const char *w, size_
     uint64_t h = (x + n * HK2 + prefix) * HK1;
     for (size_t i = 8; i < n; i += 8)
         h = (h ^ (fast ? ld_fast(w + i, n - i) : ld_safe(w + i, n - i))) * HK1;
-    return h ^ (h >> 31);
+    return h;   /* its high half is well mixed: slot from bits 32.., tag 48.. */
 }
 
 static int dent_cmp_key(const char *a, size_t alen, const char *b, size_t blen)
@@ -564,7 +569,7 @@ index_find(const struct kt_inj_index *ix, const char *w, size_t len)
     uint64_t k0, h = whash(w, len, prefix, 1, &k0);
     uint32_t tag = (uint32_t)(h >> 48);
     size_t mask = ix->nslot - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+    for (size_t i = (size_t)(h >> 32) & mask;; i = (i + 1) & mask) {
         uint32_t e = ix->slot[i];
         if (!e)
             return NULL;
@@ -611,8 +616,9 @@ static void index_tables(struct kt_inj_index *ix)
             ix->cls[c] = A_ESC;
     }
     memcpy(ix->atok, ix->fast, sizeof ix->atok);
-    ix->atok['@'] = (uint16_t)('@' | F_LEET | F_NB64);
-    ix->atok['$'] = (uint16_t)('$' | F_LEET | F_NB64);
+    ix->atok['3'] |= F_THREE;
+    ix->atok['@'] = (uint16_t)('@' | F_LEET);
+    ix->atok['$'] = (uint16_t)('$' | F_LEET);
     ix->cls['"'] |= A_DQ;
     ix->cls['<'] |= A_MARK;   /* <|special|> */
     ix->cls['#'] |= A_MARK;   /* ### headers */
@@ -624,8 +630,10 @@ static void index_tables(struct kt_inj_index *ix)
         else
             ix->mark_any = 1;   /* a token byte: no cheap test for it */
     }
-    for (size_t k = 0; k < NELEM(role_words); k++)
+    for (size_t k = 0; k < NELEM(role_words); k++) {
         ix->role_first[(unsigned char)role_words[k].s[0]] = 1;
+        ix->rolelen[k] = (uint8_t)strlen(role_words[k].s);
+    }
     for (size_t r = 0; r < NELEM(tok_rules); r++) {
         ix->anchors |= tok_rules[r].anchor;
         for (unsigned b = 0; b < 64; b++)
@@ -713,7 +721,7 @@ static struct kt_inj_index *index_build(void)
     /* sparse (under a quarter full): most tokens are no dictionary word
      * and should meet an empty slot or a wrong tag at once */
     ix->nslot = 64;
-    while (ix->nslot < 4 * m)
+    while (ix->nslot < 4 * m && ix->nslot < 65536)
         ix->nslot *= 2;
     ix->slot = calloc(ix->nslot, sizeof *ix->slot);
     if (!ix->slot) {
@@ -725,6 +733,8 @@ static struct kt_inj_index *index_build(void)
         index_free(ix);
         return NULL;
     }
+    for (unsigned c = 0; c < 256; c++)
+        ix->lclass[c] = c >= 'a' && c <= 'z' ? (uint8_t)(c - 'a') : 26;
     for (size_t i = 0; i < m; i++) {
         struct kt_inj_dent *d = &ix->ent[i];
         uint64_t h = whash(d->w, d->len, d->prefix, 0, &d->k0);
@@ -736,7 +746,9 @@ static struct kt_inj_index *index_build(void)
                 ix->plen[ix->nplen++] = d->len;
             continue;
         }
-        size_t k = (size_t)h & (ix->nslot - 1);
+        ix->lenmask[ix->lclass[(unsigned char)d->w[0]] * 27 +
+                    ix->lclass[(unsigned char)d->w[d->len - 1]]] |= UINT64_C(1) << d->len;
+        size_t k = (size_t)(h >> 32) & (ix->nslot - 1);
         while (ix->slot[k])
             k = (k + 1) & (ix->nslot - 1);
         ix->slot[k] = (uint32_t)(i + 1) | (uint32_t)(h >> 48) << 16;
@@ -780,6 +792,7 @@ void kt_injection_scratch_free(struct kt_injection_scratch *s)
     free(s->squash);
     free(s->dec);
     free(s->toks);
+    free(s->phtoks);
     index_free(s->index);
     memset(s, 0, sizeof *s);
 }
@@ -808,7 +821,8 @@ static int scratch_reserve(struct kt_injection_scratch *s, size_t n)
         grow((void **)&s->fold, &s->fold_cap, n + 8, 1) ||
         grow((void **)&s->words, &s->words_cap, n + 32, 1) ||
         grow((void **)&s->squash, &s->squash_cap, n + 8, 1) ||
-        grow((void **)&s->toks, &s->toks_cap, n / 2 + 8, sizeof *s->toks))
+        grow((void **)&s->toks, &s->toks_cap, n / 2 + 8, sizeof *s->toks) ||
+        grow((void **)&s->phtoks, &s->phtoks_cap, n / 2 + 8, sizeof *s->phtoks))
         return KT_ENOMEM;
     return 0;
 }
@@ -822,7 +836,10 @@ dict_lookup(const struct kt_inj_index *ix, const char *w, size_t len,
     *ph0 = *phn = 0;
     if (len == 0 || len > 40)
         return 0;
-    const struct kt_inj_dent *d = index_find(ix, w, len);
+    const struct kt_inj_dent *d = NULL;
+    if (ix->lenmask[ix->lclass[(unsigned char)w[0]] * 27 +
+                    ix->lclass[(unsigned char)w[len - 1]]] >> len & 1)
+        d = index_find(ix, w, len);
     if (d) {
         bits = d->bits;
         *ph0 = d->ph0;
@@ -984,9 +1001,11 @@ struct stats {
     unsigned cjk;        /* CJK or Hangul code points seen */
     unsigned nesc;       /* bytes that may start an escape (\ % &) */
     int b64run;          /* a run of 16+ base64 bytes: worth decoding */
+    int three;           /* a '3' may be in the fold view */
     unsigned seen;       /* A_* classes of the ASCII punctuation kept */
     uint64_t bits;       /* every token's dictionary bits */
     size_t nfold, nwords, ntoks, nsquash;
+    size_t nph;          /* tokens listed in scratch->phtoks */
 };
 
 /* Fold one non-ASCII code point (case, accents, fullwidth, look-alikes,
@@ -1066,6 +1085,7 @@ struct scan {
     uint8_t *talt;
     char *fold, *words, *sq;
     struct kt_inj_tok *toks;
+    uint32_t *phtoks;
     struct stats *st;
     size_t fo, wo, so, nt;
     unsigned pend;           /* whitespace read but not yet kept: 0, ' ', '\n' */
@@ -1160,6 +1180,8 @@ tok_finish(struct scan *S, size_t fstart, size_t wstart, size_t ncp, unsigned fl
     t->pad = 0;
     t->bits = dict_lookup(S->ix, S->words + wstart, tlen, &t->ph0, &t->phn);
     S->st->bits |= t->bits;
+    if (t->phn)
+        S->phtoks[S->st->nph++] = (uint32_t)(S->nt - 1);
     /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
     if (ncp == 1 && (fl & F_LET)) {
         if (S->run_len == 0)
@@ -1292,6 +1314,7 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
     S.words = s->words;
     S.sq = s->squash;
     S.toks = s->toks;
+    S.phtoks = s->phtoks;
     S.st = st;
     S.words[S.wo++] = ' ';
     size_t i = 0;
@@ -1423,12 +1446,13 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
 {
     const struct kt_inj_index *ix = s->index;
     const unsigned char *p = (const unsigned char *)text, *q = p, *e = p + len;
-    const unsigned char *b64start = p;
     char *fold = s->fold, *words = s->words, *sq = s->squash;
     struct kt_inj_tok *toks = s->toks;
-    size_t fo = 0, wo = 0, so = 0, nt = 0, run_start = 0, run_len = 0;
+    uint32_t *phtoks = s->phtoks;
+    size_t fo = 0, wo = 0, so = 0, nt = 0, run_start = 0, run_len = 0, nph = 0;
     unsigned pend = 0, seen = 0, nesc = 0, leet_words = 0, spaced_runs = 0;
     int b64run = 0;
+    unsigned allfl = 0;
     uint64_t allbits = 0;
     words[wo++] = ' ';
     while (q < e) {
@@ -1438,11 +1462,6 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
             unsigned a = ix->cls[c];
             if (c >= 0x80)
                 return 0;
-            if (!(a & A_B64)) {
-                if (q - b64start >= 16)
-                    b64run = 1;
-                b64start = q + 1;
-            }
             q++;
             if (a & (A_WS | A_NL)) {
                 if (!pend || (a & A_NL))
@@ -1504,15 +1523,8 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
         size_t k = (size_t)(q - t0), fstart = fo, wstart = wo;
         fo += k;
         wo += k;
-        if (fl & F_NB64) {
-            for (const unsigned char *r = t0; r < q; r++) {
-                if (*r == '@' || *r == '$') {
-                    if (r - b64start >= 16)
-                        b64run = 1;
-                    b64start = r + 1;
-                }
-            }
-        }
+        b64run |= k >= 16;
+        allfl |= fl;
         if ((fl & (F_LET | F_LEET)) == (F_LET | F_LEET))
             leet_words += (unsigned)leet_map(words, wstart, wo);
         struct kt_inj_tok *t = &toks[nt++];
@@ -1523,6 +1535,8 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
         t->pad = 0;
         t->bits = dict_lookup(ix, words + wstart, k, &t->ph0, &t->phn);
         allbits |= t->bits;
+        if (t->phn)
+            phtoks[nph++] = (uint32_t)(nt - 1);
         /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
         if (k == 1 && (fl & F_LET)) {
             if (run_len == 0)
@@ -1540,8 +1554,6 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
         }
         words[wo++] = ' ';
     }
-    if (e - b64start >= 16)
-        b64run = 1;
     if (pend)
         fold[fo++] = (char)pend;
     if (run_len) {
@@ -1558,13 +1570,16 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
     st->leet_words += leet_words;
     st->spaced_runs += spaced_runs;
     st->nesc += nesc;
-    st->b64run |= b64run;
+    /* a base64 run of 16 is in one token or goes through + - / _ */
+    st->b64run |= b64run || (seen & A_B64);
     st->seen |= seen;
+    st->three = (allfl & F_THREE) != 0;
     st->bits |= allbits;
     st->nfold = fo;
     st->nwords = wo;
     st->ntoks = nt;
     st->nsquash = so;
+    st->nph = nph;
     return 1;
 }
 
@@ -1631,7 +1646,7 @@ static int chain_has(const struct kt_inj_tok *t, size_t nt, size_t pos,
 }
 
 static void run_tok_rules(const struct kt_injection_scratch *s, size_t nt,
-                          int meta, struct hits *h)
+                          uint64_t allbits, int meta, struct hits *h)
 {
     const struct kt_inj_index *ix = s->index;
     const struct kt_inj_tok *t = s->toks;
@@ -1646,6 +1661,10 @@ static void run_tok_rules(const struct kt_injection_scratch *s, size_t nt,
         for (; rm; rm &= rm - 1) {
             size_t r = (size_t)__builtin_ctzll(rm);
             const struct tok_rule *R = &tok_rules[r];
+            /* a requirement no token of the text has cannot be met */
+            if ((R->req[0] && !(R->req[0] & allbits)) || (R->req[1] && !(R->req[1] & allbits)) ||
+                (R->req[2] && !(R->req[2] & allbits)))
+                continue;
             int ok = !(R->veto && window_has(t, nt, i, R->veto, R->vfwd ? R->vfwd : 2,
                                              R->vback));
             if (ok && R->chain)
@@ -1663,12 +1682,16 @@ static void run_tok_rules(const struct kt_injection_scratch *s, size_t nt,
 }
 
 /* Multi-word phrases, found from their first token: aliases add concept
- * bits to their last word (before the rules run), the others are hits. */
-static void run_word_phrases(struct kt_injection_scratch *s, size_t nwords,
-                             size_t nt, int meta, struct hits *h)
+ * bits to their last word (before the rules run), the others are hits.
+ * Returns the bits the aliases added. */
+static uint64_t run_word_phrases(struct kt_injection_scratch *s, const struct stats *st,
+                                 int meta, struct hits *h)
 {
     const struct kt_inj_index *ix = s->index;
-    for (size_t i = 0; i < nt; i++) {
+    size_t nwords = st->nwords, nt = st->ntoks;
+    uint64_t added = 0;
+    for (size_t pi = 0; pi < st->nph; pi++) {
+        size_t i = s->phtoks[pi];
         const struct kt_inj_tok *t = &s->toks[i];
         for (size_t k = 0; k < t->phn; k++) {
             size_t id = ix->ph[t->ph0 + k];
@@ -1681,8 +1704,10 @@ static void run_word_phrases(struct kt_injection_scratch *s, size_t nwords,
                 size_t nw = 0;
                 for (size_t c = 1; c + 1 < pl; c++)
                     nw += ph[c] == ' ';
-                if (i + nw < nt)
+                if (i + nw < nt) {
                     s->toks[i + nw].bits |= word_aliases[id].bits;
+                    added |= word_aliases[id].bits;
+                }
             } else {
                 size_t pk = id - NELEM(word_aliases);
                 /* in a text about attacks, quoted ones are mentioned, not meant */
@@ -1692,6 +1717,7 @@ static void run_word_phrases(struct kt_injection_scratch *s, size_t nwords,
             }
         }
     }
+    return added;
 }
 
 static void run_phrases(const char *hay, size_t n, const struct phrase *ph,
@@ -1771,8 +1797,9 @@ static void run_role_tokens(const struct kt_inj_index *ix, const char *f, size_t
             q++;
         for (size_t k = 0; q < end && ix->role_first[(unsigned char)*q] &&
                            k < NELEM(role_words); k++) {
-            size_t l = strlen(role_words[k].s);
-            if ((size_t)(end - q) > l && memcmp(q, role_words[k].s, l) == 0) {
+            size_t l = ix->rolelen[k];
+            if (role_words[k].s[0] == *q && (size_t)(end - q) > l &&
+                memcmp(q, role_words[k].s, l) == 0) {
                 const char *e = q + l;
                 if (*e == ']')
                     e++;
@@ -1832,13 +1859,15 @@ static void scan_text(struct kt_injection_scratch *s, const char *text, size_t l
                       struct hits *h, struct stats *st)
 {
     const struct kt_inj_index *ix = s->index;
-    if (!scan_ascii(s, text, len, st))
+    if (!scan_ascii(s, text, len, st)) {
         scan_views(s, text, len, st);
+        st->three = 1;
+    }
     int meta = (st->bits & C(C_META)) != 0;
     if (meta && (st->seen & A_DQ))
         mark_quoted(s->fold, st->nfold, s->toks, st->ntoks);
-    run_word_phrases(s, st->nwords, st->ntoks, meta, h);
-    run_tok_rules(s, st->ntoks, meta, h);
+    uint64_t added = run_word_phrases(s, st, meta, h);
+    run_tok_rules(s, st->ntoks, st->bits | added, meta, h);
     /* markup needs punctuation a plain sentence seldom has */
     if ((st->seen & A_MARK) || ix->mark_any) {
         run_fold_phrases(ix, s->fold, st->nfold, h);
@@ -2092,7 +2121,7 @@ static int scan_span(struct kt_injection_scratch *s, const char *text, size_t le
     struct stats st;
     memset(&st, 0, sizeof st);
     scan_text(s, text, len, h, &st);
-    int rot = rot13_hint(s->fold, st.nfold);
+    int rot = st.three && rot13_hint(s->fold, st.nfold);
     /* decoding needs a 16-byte base64 run or three escape characters */
     if (st.b64run)
         scan_runs(s, text, len, h);
@@ -2143,6 +2172,13 @@ int kt_injection_score(const char *text, size_t len,
      * rules), so only its strongest counts fully and the others at half
      * weight; families combine by plain noisy-OR. Families are the bits of
      * signal_names in order; slots are walked in order within each. */
+    if (next_fired(&h, 0) == S_COUNT) {
+        /* nothing fired: the usual benign text */
+        out->score = 0;
+        out->signals = 0;
+        out->top_signal = "none";
+        return 0;
+    }
     double fmax[NELEM(signal_names)] = {0}, fkeep[NELEM(signal_names)];
     int seen_max[NELEM(signal_names)] = {0};
     for (int k = next_fired(&h, 0); k < S_COUNT; k = next_fired(&h, k + 1))
