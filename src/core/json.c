@@ -6,6 +6,9 @@
  * write JSON with kt_buf. */
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "kt/err.h"
 #include "kt/json.h"
@@ -120,6 +123,22 @@ static const unsigned char *scan_string(struct parser *ps, int *esc)
     const unsigned char *p = ps->p, *end = ps->end;
     *esc = 0;
     for (;;) {
+#if defined(__SSE2__)
+        /* 16 bytes at a time; a signed compare with 0x20 flags controls and
+         * non-ASCII bytes at once */
+        while (end - p >= 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                                  _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                                     _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+            int bits = _mm_movemask_epi8(m);
+            if (bits) {
+                p += __builtin_ctz((unsigned)bits);
+                break;
+            }
+            p += 16;
+        }
+#endif
         while (end - p >= 8) {                  /* plain text 8 bytes at a time */
             uint64_t w;
             memcpy(&w, p, 8);

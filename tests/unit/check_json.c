@@ -183,23 +183,29 @@ END_TEST
  * offset must still be seen. */
 START_TEST(test_every_byte_every_offset)
 {
+    /* lengths that end in the 16-byte, the 8-byte and the bytewise scan */
+    static const size_t lens[] = { 5, 13, 24, 37, 48 };
     struct kt_arena a;
     kt_arena_init(&a, 0);
-    for (int c = 0; c < 256; c++) {
-        for (size_t at = 0; at < 24; at++) {
-            char doc[28];
-            doc[0] = '"';
-            memset(doc + 1, 'a', 24);
-            doc[1 + at] = (char)c;
-            doc[25] = '"';
-            const struct kt_json *v;
-            int ok = kt_json_parse(&a, doc, 26, &v, NULL) == 0;
-            int want = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-            ck_assert_msg(ok == want, "byte %d at %zu", c, at);
-            if (ok) {
-                ck_assert_uint_eq(v->n, 24);
-                ck_assert_int_eq(memcmp(v->u.s, doc + 1, 24), 0);
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+        size_t n = lens[l];
+        for (int c = 0; c < 256; c++) {
+            for (size_t at = 0; at < n; at++) {
+                char doc[64];
+                doc[0] = '"';
+                memset(doc + 1, 'a', n);
+                doc[1 + at] = (char)c;
+                doc[n + 1] = '"';
+                const struct kt_json *v;
+                int ok = kt_json_parse(&a, doc, n + 2, &v, NULL) == 0;
+                int want = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+                ck_assert_msg(ok == want, "byte %d at %zu of %zu", c, at, n);
+                if (ok) {
+                    ck_assert_uint_eq(v->n, n);
+                    ck_assert_int_eq(memcmp(v->u.s, doc + 1, n), 0);
+                }
             }
+            kt_arena_reset(&a);
         }
     }
     kt_arena_free(&a);
