@@ -311,6 +311,46 @@ int kt_wire_encode_error(enum kt_format fmt, const struct kt_ir_error *e, struct
 
 /* ---- requests and responses ---- */
 
+/* Where the top-level "model" values sit in a request body: what the
+ * same-format fast path splices. */
+#define MODEL_SPANS 4
+struct model_spans {
+    const char *body;           /* the body they were found in, and its length */
+    size_t len;
+    int n;                      /* "model" members; -1: too many to keep */
+    size_t off[MODEL_SPANS], vlen[MODEL_SPANS];     /* value spans */
+    size_t close;               /* offset of the root's closing brace */
+    int empty;                  /* the root has no members */
+};
+
+static void model_spans_find(struct model_spans *ms, const char *body, size_t len,
+                             const struct kt_json *root)
+{
+    ms->body = body;
+    ms->len = len;
+    ms->n = 0;
+    ms->close = (size_t)(root->raw + root->raw_len - 1 - body);     /* the final '}' */
+    ms->empty = root->n == 0;
+    for (size_t i = 0; i < root->n; i++) {
+        const struct kt_json_member *m = &root->u.members[i];
+        if (m->klen != 5 || memcmp(m->key, "model", 5) != 0)
+            continue;
+        if (ms->n < 0 || ms->n == MODEL_SPANS) {
+            ms->n = -1;
+            continue;
+        }
+        ms->off[ms->n] = (size_t)(m->val.raw - body);
+        ms->vlen[ms->n] = m->val.raw_len;
+        ms->n++;
+    }
+}
+
+/* The spans of the last request decoded, so that the fast path need not
+ * parse the body a second time. Per process (workers are single-threaded);
+ * used only for the same body address and length, and checked against the
+ * bytes (a live request's body is never another's). */
+static struct model_spans last_spans;
+
 int kt_wire_decode_request(enum kt_format fmt, const char *body, size_t len,
                            struct kt_arena *a, struct kt_request *req, struct kt_err *err)
 {
@@ -322,12 +362,37 @@ int kt_wire_decode_request(enum kt_format fmt, const char *body, size_t len,
     req->top_k = -1;
     const struct kt_json *root;
     struct kt_arena *t = kt_wire_scratch(a);
+    last_spans.body = NULL;
     int rc = kt_wire_parse(t, body, len, &root, err);
-    if (rc == 0)
+    if (rc == 0) {
+        model_spans_find(&last_spans, body, len, root);
         rc = fmt == KT_FMT_OPENAI ? kt_wire_openai_decode_request(root, a, req, err)
                                   : kt_wire_anthropic_decode_request(root, a, req, err);
+    }
     kt_wire_scratch_done(t);
     return rc;
+}
+
+/* 1 when the cached spans still describe req's body */
+static int model_spans_fit(const struct model_spans *ms, const struct kt_request *req)
+{
+    if (ms->body != req->body || ms->len != req->body_len || ms->n < 0 ||
+        ms->close >= ms->len || req->body[ms->close] != '}')
+        return 0;
+    for (int i = 0; i < ms->n; i++) {
+        const char *v = req->body + ms->off[i];
+        if (ms->off[i] + ms->vlen[i] > ms->len || ms->vlen[i] < 2 || v[0] != '"' ||
+            v[ms->vlen[i] - 1] != '"')
+            return 0;
+    }
+    /* the last one is the model decoded (last wins) */
+    if (ms->n > 0) {
+        size_t k = (size_t)ms->n - 1, n = ms->vlen[k] - 2;
+        if (req->model == NULL || strlen(req->model) != n ||
+            memcmp(req->body + ms->off[k] + 1, req->model, n) != 0)
+            return 0;                       /* escapes in it, or a stale entry */
+    }
+    return 1;
 }
 
 /* Same format, nothing changed: the original bytes, with only the model
@@ -340,36 +405,41 @@ static int fast_path(const struct kt_request *req, const char *model, struct kt_
         return kt_buf_append(out, req->body, req->body_len) ? KT_ENOMEM : 1;
     /* splice: every top-level "model" value replaced in the original
      * bytes, or one added at the end; nothing else is touched */
-    struct kt_arena scratch_fallback;
-    kt_arena_init(&scratch_fallback, 4096);
-    struct kt_arena *t = kt_wire_scratch(&scratch_fallback);
-    const struct kt_json *root;
-    int rc = 0;
-    if (kt_wire_parse(t, req->body, req->body_len, &root, NULL) == 0) {
-        const char *p = req->body;
-        int found = 0;
-        for (size_t i = 0; i < root->n; i++) {
-            const struct kt_json_member *m = &root->u.members[i];
-            if (m->klen != 5 || memcmp(m->key, "model", 5) != 0)
-                continue;
-            rc |= kt_buf_append(out, p, (size_t)(m->val.raw - p));
-            rc |= kt_buf_json_str(out, model, strlen(model));
-            p = m->val.raw + m->val.raw_len;
-            found = 1;
-        }
-        if (!found) {
-            const char *close = root->raw + root->raw_len - 1;      /* the final '}' */
-            rc |= kt_buf_append(out, p, (size_t)(close - p));
-            rc |= kt_buf_puts(out, root->n ? ",\"model\":" : "\"model\":");
-            rc |= kt_buf_json_str(out, model, strlen(model));
-            p = close;
-        }
-        rc |= kt_buf_append(out, p, (size_t)(req->body + req->body_len - p));
-        rc = rc ? KT_ENOMEM : 1;
+    struct model_spans ms;
+    if (model_spans_fit(&last_spans, req)) {
+        ms = last_spans;
+    } else {
+        struct kt_arena scratch_fallback;
+        kt_arena_init(&scratch_fallback, 4096);
+        struct kt_arena *t = kt_wire_scratch(&scratch_fallback);
+        const struct kt_json *root;
+        int ok = kt_wire_parse(t, req->body, req->body_len, &root, NULL) == 0;
+        if (ok)
+            model_spans_find(&ms, req->body, req->body_len, root);
+        kt_wire_scratch_done(t);
+        kt_arena_free(&scratch_fallback);
+        if (!ok)
+            return 0;
+        if (ms.n < 0)
+            return 0;                       /* a body full of "model" keys: re-encode */
     }
-    kt_wire_scratch_done(t);
-    kt_arena_free(&scratch_fallback);
-    return rc;
+    const char *p = req->body;
+    size_t mlen = strlen(model);
+    int rc = 0;
+    for (int i = 0; i < ms.n; i++) {
+        rc |= kt_buf_append(out, p, (size_t)(req->body + ms.off[i] - p));
+        rc |= kt_buf_json_str(out, model, mlen);
+        p = req->body + ms.off[i] + ms.vlen[i];
+    }
+    if (ms.n == 0) {
+        const char *close = req->body + ms.close;
+        rc |= kt_buf_append(out, p, (size_t)(close - p));
+        rc |= kt_buf_puts(out, ms.empty ? "\"model\":" : ",\"model\":");
+        rc |= kt_buf_json_str(out, model, mlen);
+        p = close;
+    }
+    rc |= kt_buf_append(out, p, (size_t)(req->body + req->body_len - p));
+    return rc ? KT_ENOMEM : 1;
 }
 
 int kt_wire_encode_request(enum kt_format fmt, const struct kt_request *req,

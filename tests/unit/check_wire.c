@@ -1522,6 +1522,28 @@ START_TEST(test_fast_path_model_splice)
         "{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"model\":\"keep\"}],\"model\":\"b\"}",
         "c", &out),
         "{\"model\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"model\":\"keep\"}],\"model\":\"c\"}");
+    /* an escaped model: found again by parsing */
+    ck_assert_str_eq(swap_model(KT_FMT_OPENAI,
+        "{\"model\":\"g\\u0070t\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "c", &out),
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    /* two requests decoded, the first encoded: its own spans, not the
+     * second's (the fast path remembers only the last decode) */
+    {
+        struct kt_arena a;
+        kt_arena_init(&a, 0);
+        struct kt_request r1, r2;
+        const char *b1 = "{\"messages\":[{\"role\":\"user\",\"content\":\"one\"}], \"model\":\"m1\"}";
+        const char *b2 = "{\"model\":\"m2\",\"messages\":[{\"role\":\"user\",\"content\":\"two\"}]}";
+        ck_assert_int_eq(kt_wire_decode_request(KT_FMT_OPENAI, b1, strlen(b1), &a, &r1, NULL), 0);
+        ck_assert_int_eq(kt_wire_decode_request(KT_FMT_OPENAI, b2, strlen(b2), &a, &r2, NULL), 0);
+        kt_buf_reset(&out);
+        ck_assert_int_eq(kt_wire_encode_request(KT_FMT_OPENAI, &r1, "zz", &out), 0);
+        ck_assert_str_eq(out.data, "{\"messages\":[{\"role\":\"user\",\"content\":\"one\"}], \"model\":\"zz\"}");
+        kt_buf_reset(&out);
+        ck_assert_int_eq(kt_wire_encode_request(KT_FMT_OPENAI, &r2, "zz", &out), 0);
+        ck_assert_str_eq(out.data, "{\"model\":\"zz\",\"messages\":[{\"role\":\"user\",\"content\":\"two\"}]}");
+        kt_arena_free(&a);
+    }
     /* same model: the original bytes */
     const char *same = "{\"model\" :\"c\" , \"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
     ck_assert_str_eq(swap_model(KT_FMT_OPENAI, same, "c", &out), same);
