@@ -75,6 +75,9 @@ void kt_srv_reply_error(struct kt_srv *s, struct evhtp_request *req, enum kt_for
 /* kt_srv_reply_json: send a complete JSON reply with this status. */
 void kt_srv_reply_json(struct kt_srv *s, struct evhtp_request *req, int status,
                        const char *body, size_t len);
+/* kt_srv_flush: write a reply's queued bytes to the client now rather than
+ * on the next loop pass (plain TCP; see server.c). */
+void kt_srv_flush(struct kt_srv *s, struct evhtp_request *req);
 /* kt_srv_last_on_conn: mark the reply Connection: close when the
  * connection should not be reused (draining, or keep-alive cap reached). */
 void kt_srv_last_on_conn(struct kt_srv *s, struct evhtp_request *req);

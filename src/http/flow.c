@@ -517,6 +517,7 @@ static int write_client(struct kt_flow *f, const char *data, size_t len)
     evbuffer_add(f->chunk, data, len);
     evhtp_send_reply_chunk(f->req, f->chunk);   /* copies and frames it */
     evbuffer_drain(f->chunk, evbuffer_get_length(f->chunk));
+    kt_srv_flush(f->s, f->req);
     struct bufferevent *bev = evhtp_connection_get_bev(evhtp_request_get_connection(f->req));
     if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > CLIENT_BACKLOG_PAUSE) {
         f->upstream_paused = 1;
@@ -831,7 +832,12 @@ static void end_stream(struct kt_flow *f, enum kt_upcall_result r, const char *e
     }
     write_client(f, f->out.data, f->out.len);
     flow_finish(f, r == KT_UP_OK ? 200 : (r == KT_UP_TIMEOUT ? 504 : 502));
-    evhtp_send_reply_chunk_end(f->req);
+    /* The reply is chunked, so chunk_end queues the last chunk and evhtp
+     * cannot finish (and free) the request before the flush sends it. */
+    struct kt_srv *s = f->s;
+    evhtp_request_t *req = f->req;
+    evhtp_send_reply_chunk_end(req);
+    kt_srv_flush(s, req);
 }
 
 static void up_done(void *ud, enum kt_upcall_result r, int status, const char *errmsg)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <evhtp.h>
+#include <event2/bufferevent_struct.h>   /* ev_write, for kt_srv_flush */
 
 #include "kt/arena.h"
 #include "kt/breaker.h"
@@ -60,6 +61,34 @@ void kt_srv_last_on_conn(struct kt_srv *s, evhtp_request_t *req)
         evhtp_request_set_keepalive(req, 0);   /* tell the client not to come back here */
 }
 
+/* kt_srv_flush: a bufferevent writes only when epoll says the socket is
+ * writable, which costs every reply an EPOLLOUT round trip (epoll_ctl,
+ * epoll_wait, epoll_ctl) and a loop pass of latency, though a client's
+ * socket is nearly always writable. Write now instead, the way nginx does;
+ * then run the bufferevent's write callback in this same loop pass, so
+ * evhtp still finishes the request (keep-alive, hooks) as usual and the
+ * pending EPOLLOUT is cancelled before it reaches the kernel. What the
+ * socket does not take stays for the bufferevent. Plain TCP only: a TLS
+ * bufferevent must encrypt what it writes. */
+void kt_srv_flush(struct kt_srv *s, evhtp_request_t *req)
+{
+    if (s->cfg->server.tls_cert && s->cfg->server.tls_key)
+        return;
+    evhtp_connection_t *c = evhtp_request_get_connection(req);
+    struct bufferevent *bev = c ? evhtp_connection_get_bev(c) : NULL;
+    if (bev == NULL)
+        return;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0)
+        return;
+    evbuffer_unfreeze(out, 1);          /* a socket bufferevent freezes its output's start */
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n > 0 && evbuffer_get_length(out) == 0)
+        event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
 void kt_srv_reply_json(struct kt_srv *s, evhtp_request_t *req, int status, const char *body, size_t len)
 {
     kt_srv_last_on_conn(s, req);
@@ -67,6 +96,7 @@ void kt_srv_reply_json(struct kt_srv *s, evhtp_request_t *req, int status, const
     evbuffer_add(req->buffer_out, body, len);
     kt_srv_count_status(s, status);
     evhtp_send_reply(req, (evhtp_res)status);
+    kt_srv_flush(s, req);
 }
 
 void kt_srv_reply_error(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, int status,
