@@ -487,6 +487,12 @@ struct kt_inj_index {
     size_t npre;                     /* so tried one by one */
     size_t minpre;                   /* shortest of them (SIZE_MAX: none) */
     uint8_t pre_first[256];          /* their first bytes */
+    /* whole words of up to eight bytes (most tokens), keyed by the bytes
+     * themselves: a miss is one multiply and one load */
+    uint64_t *skey;                  /* 0 = empty */
+    uint16_t *sent;                  /* entry index */
+    size_t nskey;                    /* power of two */
+    unsigned sshift;                 /* 64 - log2(nskey) */
     /* whole words by (first byte, last byte) class and length: a token
      * whose bit is clear is no dictionary word, without hashing it */
     uint8_t lclass[256];             /* a..z: 0..25, any other byte: 26 */
@@ -590,6 +596,8 @@ static void index_free(struct kt_inj_index *ix)
     free(ix->slot);
     free(ix->ph);
     free(ix->pre);
+    free(ix->skey);
+    free(ix->sent);
     free(ix);
 }
 
@@ -753,6 +761,28 @@ static struct kt_inj_index *index_build(void)
             k = (k + 1) & (ix->nslot - 1);
         ix->slot[k] = (uint32_t)(i + 1) | (uint32_t)(h >> 48) << 16;
     }
+    ix->nskey = 64;
+    ix->sshift = 58;
+    while (ix->nskey < 4 * m) {
+        ix->nskey *= 2;
+        ix->sshift--;
+    }
+    ix->skey = calloc(ix->nskey, sizeof *ix->skey);
+    ix->sent = calloc(ix->nskey, sizeof *ix->sent);
+    if (!ix->skey || !ix->sent) {
+        index_free(ix);
+        return NULL;
+    }
+    for (size_t i = 0; i < m; i++) {
+        const struct kt_inj_dent *d = &ix->ent[i];
+        if (d->prefix || d->len > 8)
+            continue;
+        size_t k = (size_t)((d->k0 * HK1) >> ix->sshift);
+        while (ix->skey[k])
+            k = (k + 1) & (ix->nskey - 1);
+        ix->skey[k] = d->k0;
+        ix->sent[k] = (uint16_t)i;
+    }
     /* a token is tried against the prefix words of the first MAX_PLENS
      * lengths seen (as many as there are today) */
     ix->minpre = SIZE_MAX;
@@ -837,16 +867,28 @@ dict_lookup(const struct kt_inj_index *ix, const char *w, size_t len,
     if (len == 0 || len > 40)
         return 0;
     const struct kt_inj_dent *d = NULL;
-    if (ix->lenmask[ix->lclass[(unsigned char)w[0]] * 27 +
-                    ix->lclass[(unsigned char)w[len - 1]]] >> len & 1)
+    uint64_t x = ld_fast(w, len);
+    if (len <= 8) {
+        /* bytes are never 0 in a token: x is the word */
+        for (size_t i = (size_t)((x * HK1) >> ix->sshift);; i = (i + 1) & (ix->nskey - 1)) {
+            uint64_t k = ix->skey[i];
+            if (k == x) {
+                d = &ix->ent[ix->sent[i]];
+                break;
+            }
+            if (!k)
+                break;
+        }
+    } else if (ix->lenmask[ix->lclass[(unsigned char)w[0]] * 27 +
+                           ix->lclass[(unsigned char)w[len - 1]]] >> len & 1) {
         d = index_find(ix, w, len);
+    }
     if (d) {
         bits = d->bits;
         *ph0 = d->ph0;
         *phn = d->phn;
     }
     if (len >= ix->minpre && ix->pre_first[(unsigned char)w[0]]) {
-        uint64_t x = ld_fast(w, len);
         for (size_t k = 0; k < ix->npre; k++) {
             d = ix->pre[k];
             size_t l = d->len;
@@ -1358,9 +1400,9 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
                     if (k < 8)
                         break;
                 }
+#endif
                 if (q == e || !(v = ix->fast[*q]))
                     break;
-#endif
                 /* upper case, digits: a byte at a time */
                 do {
                     *f++ = *w++ = (char)v;
@@ -1477,82 +1519,89 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
             nesc += (a & A_ESC) != 0;
             continue;
         }
-        /* a token */
         if (pend) {
             fold[fo++] = (char)pend;
             pend = 0;
         }
-        const unsigned char *t0 = q;
-        char *f = fold + fo, *w = words + wo;
-        unsigned fl = 0;
+        /* a token, and the next one as long as a single space separates
+         * them (the usual case) */
         for (;;) {
+            const unsigned char *t0 = q;
+            char *f = fold + fo, *w = words + wo;
+            unsigned fl = 0;
+            for (;;) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            /* eight bytes at once while they are lower-case letters: a
-             * byte is not one when it has its top bit, is below 'a'
-             * (adding 0x1F leaves its top bit clear) or above 'z' (adding
-             * 0x05 sets it); a carry only spoils bytes after the first bad
-             * one, which are not used */
-            while (e - q >= 8) {
-                uint64_t x;
-                memcpy(&x, q, 8);
-                const uint64_t hi = UINT64_C(0x8080808080808080);
-                uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
-                                (x + UINT64_C(0x0505050505050505))) & hi;
-                memcpy(f, &x, 8);
-                memcpy(w, &x, 8);
-                size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
-                f += k;
-                w += k;
-                q += k;
-                if (k)
-                    fl |= F_LET | F_ALET;
-                if (k < 8)
+                /* eight bytes at once while they are lower-case letters: a
+                 * byte is not one when it has its top bit, is below 'a'
+                 * (adding 0x1F leaves its top bit clear) or above 'z' (adding
+                 * 0x05 sets it); a carry only spoils bytes after the first bad
+                 * one, which are not used */
+                while (e - q >= 8) {
+                    uint64_t x;
+                    memcpy(&x, q, 8);
+                    const uint64_t hi = UINT64_C(0x8080808080808080);
+                    uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
+                                    (x + UINT64_C(0x0505050505050505))) & hi;
+                    memcpy(f, &x, 8);
+                    memcpy(w, &x, 8);
+                    size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
+                    f += k;
+                    w += k;
+                    q += k;
+                    if (k)
+                        fl |= F_LET | F_ALET;
+                    if (k < 8)
+                        break;
+                }
+#endif
+                if (q == e || !(v = ix->atok[*q]))
+                    break;
+                /* upper case, digits, @ $: a byte at a time */
+                do {
+                    *f++ = *w++ = (char)v;
+                    fl |= v;
+                } while (++q < e && (v = ix->atok[*q]) != 0 && (unsigned)(*q - 'a') >= 26);
+                if (q == e || !v)
                     break;
             }
-            if (q == e || !(v = ix->atok[*q]))
-                break;
-#endif
-            /* upper case, digits, @ $: a byte at a time */
-            do {
-                *f++ = *w++ = (char)v;
-                fl |= v;
-            } while (++q < e && (v = ix->atok[*q]) != 0 && (unsigned)(*q - 'a') >= 26);
-            if (q == e || !v)
-                break;
-        }
-        size_t k = (size_t)(q - t0), fstart = fo, wstart = wo;
-        fo += k;
-        wo += k;
-        b64run |= k >= 16;
-        allfl |= fl;
-        if ((fl & (F_LET | F_LEET)) == (F_LET | F_LEET))
-            leet_words += (unsigned)leet_map(words, wstart, wo);
-        struct kt_inj_tok *t = &toks[nt++];
-        t->off = (uint32_t)wstart;
-        t->foff = (uint32_t)fstart;
-        t->len = (uint16_t)(k > 0xFFFF ? 0xFFFF : k);
-        t->quoted = 0;
-        t->pad = 0;
-        t->bits = dict_lookup(ix, words + wstart, k, &t->ph0, &t->phn);
-        allbits |= t->bits;
-        if (t->phn)
-            phtoks[nph++] = (uint32_t)(nt - 1);
-        /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
-        if (k == 1 && (fl & F_LET)) {
-            if (run_len == 0)
-                run_start = so;
-            sq[so++] = words[wstart];
-            run_len++;
-        } else if (run_len) {
-            if (run_len < 4) {
-                so = run_start;
-            } else {
-                sq[so++] = ' ';
-                spaced_runs++;
+            size_t k = (size_t)(q - t0), fstart = fo, wstart = wo;
+            fo += k;
+            wo += k;
+            b64run |= k >= 16;
+            allfl |= fl;
+            if ((fl & (F_LET | F_LEET)) == (F_LET | F_LEET))
+                leet_words += (unsigned)leet_map(words, wstart, wo);
+            struct kt_inj_tok *t = &toks[nt++];
+            t->off = (uint32_t)wstart;
+            t->foff = (uint32_t)fstart;
+            t->len = (uint16_t)(k > 0xFFFF ? 0xFFFF : k);
+            t->quoted = 0;
+            t->pad = 0;
+            t->bits = dict_lookup(ix, words + wstart, k, &t->ph0, &t->phn);
+            allbits |= t->bits;
+            if (t->phn)
+                phtoks[nph++] = (uint32_t)(nt - 1);
+            /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
+            if (k == 1 && (fl & F_LET)) {
+                if (run_len == 0)
+                    run_start = so;
+                sq[so++] = words[wstart];
+                run_len++;
+            } else if (run_len) {
+                if (run_len < 4) {
+                    so = run_start;
+                } else {
+                    sq[so++] = ' ';
+                    spaced_runs++;
+                }
+                run_len = 0;
             }
-            run_len = 0;
+            words[wo++] = ' ';
+            if (e - q < 2 || q[0] != ' ' || !ix->atok[q[1]])
+                break;
+            fold[fo++] = ' ';
+            q++;
         }
-        words[wo++] = ' ';
     }
     if (pend)
         fold[fo++] = (char)pend;
