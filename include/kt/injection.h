@@ -52,7 +52,7 @@ struct kt_injection_scratch {
     char *squash;   size_t squash_cap;  /* spaced-out letters joined */
     char *dec;      size_t dec_cap;     /* decoded payload being rescanned */
     struct kt_inj_tok *toks; size_t toks_cap;
-    uint32_t *phtoks; size_t phtoks_cap;  /* tokens where a phrase may start */
+    uint32_t *keytoks; size_t keytoks_cap;  /* tokens with concept bits or phrases */
     struct kt_inj_index *index;         /* word dictionary, built at init */
 };
 

@@ -518,11 +518,16 @@ static const char *phrase_text(size_t id)
 
 /* Eight bytes little end first, n <= 8 of them kept. ld_fast may read past
  * w + n (scratch views have slack); ld_safe never does (static strings). */
+static const uint64_t bytes_mask[9] = {
+    0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF, UINT64_C(0xFFFFFFFFFF), UINT64_C(0xFFFFFFFFFFFF),
+    UINT64_C(0xFFFFFFFFFFFFFF), UINT64_C(0xFFFFFFFFFFFFFFFF),
+};
+
 static inline uint64_t ld_fast(const char *w, size_t n)
 {
     uint64_t x;
     memcpy(&x, w, 8);
-    return n >= 8 ? x : x & ((UINT64_C(1) << (n * 8)) - 1);
+    return x & bytes_mask[n < 8 ? n : 8];
 }
 
 static inline uint64_t ld_safe(const char *w, size_t n)
@@ -536,8 +541,8 @@ static inline uint64_t ld_safe(const char *w, size_t n)
 #define HK2 UINT64_C(0xC2B2AE3D27D4EB4F)
 
 /* Hash of a word, eight bytes at a time; *k0 gets its first eight. */
-static inline __attribute__((always_inline)) uint64_t whash(const char *w, size_t n, unsigned prefix, int fast,
-                             uint64_t *k0)
+static inline __attribute__((always_inline)) uint64_t
+whash(const char *w, size_t n, unsigned prefix, int fast, uint64_t *k0)
 {
     uint64_t x = fast ? ld_fast(w, n) : ld_safe(w, n);
     *k0 = x;
@@ -822,7 +827,7 @@ void kt_injection_scratch_free(struct kt_injection_scratch *s)
     free(s->squash);
     free(s->dec);
     free(s->toks);
-    free(s->phtoks);
+    free(s->keytoks);
     index_free(s->index);
     memset(s, 0, sizeof *s);
 }
@@ -852,7 +857,7 @@ static int scratch_reserve(struct kt_injection_scratch *s, size_t n)
         grow((void **)&s->words, &s->words_cap, n + 32, 1) ||
         grow((void **)&s->squash, &s->squash_cap, n + 8, 1) ||
         grow((void **)&s->toks, &s->toks_cap, n / 2 + 8, sizeof *s->toks) ||
-        grow((void **)&s->phtoks, &s->phtoks_cap, n / 2 + 8, sizeof *s->phtoks))
+        grow((void **)&s->keytoks, &s->keytoks_cap, n / 2 + 8, sizeof *s->keytoks))
         return KT_ENOMEM;
     return 0;
 }
@@ -1047,7 +1052,8 @@ struct stats {
     unsigned seen;       /* A_* classes of the ASCII punctuation kept */
     uint64_t bits;       /* every token's dictionary bits */
     size_t nfold, nwords, ntoks, nsquash;
-    size_t nph;          /* tokens listed in scratch->phtoks */
+    size_t nph;          /* tokens listed in scratch->keytoks: those with concept
+                          * bits or phrases starting at them */
 };
 
 /* Fold one non-ASCII code point (case, accents, fullwidth, look-alikes,
@@ -1127,7 +1133,7 @@ struct scan {
     uint8_t *talt;
     char *fold, *words, *sq;
     struct kt_inj_tok *toks;
-    uint32_t *phtoks;
+    uint32_t *keytoks;
     struct stats *st;
     size_t fo, wo, so, nt;
     unsigned pend;           /* whitespace read but not yet kept: 0, ' ', '\n' */
@@ -1222,8 +1228,8 @@ tok_finish(struct scan *S, size_t fstart, size_t wstart, size_t ncp, unsigned fl
     t->pad = 0;
     t->bits = dict_lookup(S->ix, S->words + wstart, tlen, &t->ph0, &t->phn);
     S->st->bits |= t->bits;
-    if (t->phn)
-        S->phtoks[S->st->nph++] = (uint32_t)(S->nt - 1);
+    if (t->phn || t->bits)
+        S->keytoks[S->st->nph++] = (uint32_t)(S->nt - 1);
     /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
     if (ncp == 1 && (fl & F_LET)) {
         if (S->run_len == 0)
@@ -1356,7 +1362,7 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
     S.words = s->words;
     S.sq = s->squash;
     S.toks = s->toks;
-    S.phtoks = s->phtoks;
+    S.keytoks = s->keytoks;
     S.st = st;
     S.words[S.wo++] = ' ';
     size_t i = 0;
@@ -1490,7 +1496,7 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
     const unsigned char *p = (const unsigned char *)text, *q = p, *e = p + len;
     char *fold = s->fold, *words = s->words, *sq = s->squash;
     struct kt_inj_tok *toks = s->toks;
-    uint32_t *phtoks = s->phtoks;
+    uint32_t *keytoks = s->keytoks;
     size_t fo = 0, wo = 0, so = 0, nt = 0, run_start = 0, run_len = 0, nph = 0;
     unsigned pend = 0, seen = 0, nesc = 0, leet_words = 0, spaced_runs = 0;
     int b64run = 0;
@@ -1579,8 +1585,8 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
             t->pad = 0;
             t->bits = dict_lookup(ix, words + wstart, k, &t->ph0, &t->phn);
             allbits |= t->bits;
-            if (t->phn)
-                phtoks[nph++] = (uint32_t)(nt - 1);
+            if (t->phn || t->bits)
+                keytoks[nph++] = (uint32_t)(nt - 1);
             /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
             if (k == 1 && (fl & F_LET)) {
                 if (run_len == 0)
@@ -1694,12 +1700,18 @@ static int chain_has(const struct kt_inj_tok *t, size_t nt, size_t pos,
     return 0;
 }
 
-static void run_tok_rules(const struct kt_injection_scratch *s, size_t nt,
-                          uint64_t allbits, int meta, struct hits *h)
+static void run_tok_rules(const struct kt_injection_scratch *s, const struct stats *st,
+                          uint64_t added, int meta, struct hits *h)
 {
     const struct kt_inj_index *ix = s->index;
     const struct kt_inj_tok *t = s->toks;
-    for (size_t i = 0; i < nt; i++) {
+    size_t nt = st->ntoks;
+    uint64_t allbits = st->bits | added;
+    /* the tokens with concept bits are listed, unless an alias gave bits
+     * to one that had none */
+    size_t n = added ? nt : st->nph;
+    for (size_t ii = 0; ii < n; ii++) {
+        size_t i = added ? ii : s->keytoks[ii];
         uint64_t b = t[i].bits & ix->anchors;
         if (!b)
             continue;
@@ -1740,7 +1752,7 @@ static uint64_t run_word_phrases(struct kt_injection_scratch *s, const struct st
     size_t nwords = st->nwords, nt = st->ntoks;
     uint64_t added = 0;
     for (size_t pi = 0; pi < st->nph; pi++) {
-        size_t i = s->phtoks[pi];
+        size_t i = s->keytoks[pi];
         const struct kt_inj_tok *t = &s->toks[i];
         for (size_t k = 0; k < t->phn; k++) {
             size_t id = ix->ph[t->ph0 + k];
@@ -1916,7 +1928,7 @@ static void scan_text(struct kt_injection_scratch *s, const char *text, size_t l
     if (meta && (st->seen & A_DQ))
         mark_quoted(s->fold, st->nfold, s->toks, st->ntoks);
     uint64_t added = run_word_phrases(s, st, meta, h);
-    run_tok_rules(s, st->ntoks, st->bits | added, meta, h);
+    run_tok_rules(s, st, added, meta, h);
     /* markup needs punctuation a plain sentence seldom has */
     if ((st->seen & A_MARK) || ix->mark_any) {
         run_fold_phrases(ix, s->fold, st->nfold, h);
