@@ -29,6 +29,7 @@ enum kt_pii_entity {
 #define KT_PII_MAX_VALUE 330
 #define KT_PII_CARRY 512      /* held-back bytes, ≥ KT_PII_MAX_VALUE + 1 */
 #define KT_PII_HIST 80        /* already-emitted bytes kept as left context */
+#define KT_PII_CHUNK 512      /* a chunk this small is scanned in place */
 
 struct kt_pii_match {
     size_t start, end;        /* byte offsets into the scanned text, [start, end) */
@@ -62,9 +63,12 @@ int kt_pii_redact(const char *text, size_t len, unsigned mask,
  * may emit nothing (all held), and flush belongs before the block ends. */
 struct kt_pii_stream {
     unsigned mask;
+    unsigned trig;            /* internal: byte classes that can start a value */
     size_t hist_len, pend_len;
-    char hist[KT_PII_HIST];   /* raw bytes just before pend: left context */
-    char pend[KT_PII_CARRY];  /* raw bytes held back */
+    /* hist_len raw bytes of left context (already emitted), then pend_len
+     * raw bytes held back; a small chunk is appended here and scanned in
+     * place, so the common feed copies little */
+    char buf[KT_PII_HIST + KT_PII_CARRY + KT_PII_CHUNK];
 };
 
 void kt_pii_stream_init(struct kt_pii_stream *s, unsigned mask);

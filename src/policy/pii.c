@@ -121,6 +121,7 @@ struct scan {
     size_t len;
     int final;       /* no more input will follow t[len-1] */
     int hit_end;     /* a matcher looked at t[len] or beyond */
+    unsigned trig;   /* triggers(mask): bytes that can start a value */
 };
 
 /* at: the byte at i, or -1 past the end (and note that we looked). */
@@ -395,6 +396,8 @@ static int m_key(struct scan *s, size_t i, struct kt_pii_match *m)
         const struct keyshape *ks = &kt_keys[k];
         if (s->t[i] != (unsigned char)ks->prefix[0])
             continue;           /* most words start with no key prefix */
+        if (i + 1 < s->len && s->t[i + 1] != (unsigned char)ks->prefix[1])
+            continue;           /* as the loop below would, without a call */
         size_t j = 0;
         while (ks->prefix[j] && at(s, i + j) == ks->prefix[j])
             j++;
@@ -916,6 +919,24 @@ static inline size_t run_end(const unsigned char *t, size_t from, size_t lim, un
     return from;
 }
 
+/* word_end: the end of the alnum run from i (t[i] is alnum). Most bytes of
+ * prose go through here, so four at a time, one bound check each. */
+static inline size_t word_end(const unsigned char *t, size_t i, size_t len)
+{
+    size_t p = i + 1;
+    for (; p + 4 <= len; p += 4) {
+        if (!(kt_cls[t[p]] & C_ALNUM))
+            return p;
+        if (!(kt_cls[t[p + 1]] & C_ALNUM))
+            return p + 1;
+        if (!(kt_cls[t[p + 2]] & C_ALNUM))
+            return p + 2;
+        if (!(kt_cls[t[p + 3]] & C_ALNUM))
+            return p + 3;
+    }
+    return run_end(t, p, len, C_ALNUM);
+}
+
 #define KT_PII_NUMBERS (KT_PII_BIT(KT_PII_US_SSN) | KT_PII_BIT(KT_PII_CREDIT_CARD) | \
                         KT_PII_BIT(KT_PII_IP_ADDRESS) | KT_PII_BIT(KT_PII_PHONE))
 
@@ -938,6 +959,25 @@ static int num_gate(const unsigned char *t, size_t i, size_t len)
 
 /* bytes that extend a word into an email, a secret or an IPv6 address */
 #define C_EXTEND (C_LOCAL | C_B64 | C_IP6 | C_AT)
+
+/* plain_end: the alnum run ending at a cannot grow into an AWS secret, an
+ * email or an IPv6 address: it is followed by a byte that cannot extend it
+ * (a space or the like), or by a '.' and then such a byte (a sentence end:
+ * neither a base64 byte, nor a colon, nor a local part reaching '@'). */
+static inline int plain_end(const unsigned char *t, size_t a, size_t len)
+{
+    if (a >= len)
+        return 0;
+    if (!(kt_cls[t[a]] & C_EXTEND))
+        return 1;
+    return t[a] == '.' && a + 1 < len && !(kt_cls[t[a + 1]] & C_EXTEND);
+}
+
+static size_t next_backslash(const unsigned char *t, size_t from, size_t len)
+{
+    const unsigned char *p = memchr(t + from, '\\', len - from);
+    return p ? (size_t)(p - t) : len;
+}
 
 /* Gates: which matchers of mask (as M_* bits) could match at i, or would
  * read past the end of the text there. Each gate is a cheap necessary
@@ -964,8 +1004,8 @@ static unsigned lead_gates(const unsigned char *t, size_t i, size_t len, unsigne
 }
 
 /* ext_gates: the values a word grows into past its alnum run: AWS
- * secrets, emails, IPv6 addresses. Not needed when the run ends at a byte
- * that cannot extend it (not C_EXTEND): see scan_next. */
+ * secrets, emails, IPv6 addresses. Not needed after a plain_end(), where
+ * only a run of exactly 40 bytes can be a secret: see scan_next. */
 static unsigned ext_gates(const unsigned char *t, size_t i, size_t a, size_t len, unsigned cls,
                           unsigned mask)
 {
@@ -1013,27 +1053,49 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
 {
     const unsigned char *t = s->t;
     size_t len = s->len;
-    unsigned trig = triggers(mask);
-    /* the first backslash at or after pos - 5: words after pos and before
-     * it are skipped whole, since no escape can end inside them */
-    size_t from = pos > 5 ? pos - 5 : 0;
-    const unsigned char *bsp = memchr(t + from, '\\', len - from);
-    size_t bs = bsp ? (size_t)(bsp - t) : len;
+    unsigned trig = s->trig;
+    /* No backslash lies in [lo, bs) for some lo <= i - 5 (at first the empty
+     * [0, 0)): a word starting at i < bs is skipped whole, since no escape
+     * can end inside it. */
+    size_t bs = 0;
     for (size_t i = pos; i < len; i++) {
         unsigned cls = kt_cls[t[i]];
         if (!(cls & trig))
             continue;           /* spaces, punctuation, UTF-8: nothing starts here */
-        if (i > 0 && t[i - 1] == '\\' && escaped(s, i))
-            continue;           /* "\n", "\u": a redaction must not split an escape */
-        if (in_word(s, i))
-            continue;           /* every matcher's left boundary fails there */
+        if (i > 0) {
+            unsigned char p = t[i - 1];
+            if (kt_cls[p] & C_ALNUM) {
+                if (in_word(s, i))
+                    continue;   /* every matcher's left boundary fails there */
+            } else if (p == '\\' && escaped(s, i)) {
+                continue;       /* "\n", "\u": a redaction must not split an escape */
+            }
+        }
         size_t a = i;
         unsigned want = 0;
         if (cls & C_ALNUM) {
-            a = run_end(t, i + 1, len, C_ALNUM);
-            if (a < len && !(kt_cls[t[a]] & C_EXTEND)) {
-                /* the common case, a word ended by a space or the like:
-                 * only its first bytes or a 40-byte secret can matter */
+            a = word_end(t, i, len);
+            if (plain_end(t, a, len) && !(cls & C_LEAD) && a - i != 40) {
+                /* the common case: a word that cannot grow into a value
+                 * and whose first bytes lead none (see gates); t[a] is
+                 * in_word or no trigger, so the scan goes on after it */
+                if (bs + 5 < i)
+                    bs = next_backslash(t, i - 5, len);
+                if (bs >= i)
+                    i = a;
+                continue;
+            }
+            /* m_aws_secret's trigger and left boundary: */
+            if (a == len && !s->final && a - i <= 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)) &&
+                left_cls_ok(s, i, C_B64 | C_KEY)) {
+                /* a word running to the end of a stream chunk (the common
+                 * case there): m_aws_secret reads to the end and asks for
+                 * more, and m_key before it cannot match (a match needs a
+                 * non-alnum byte after the key): hold the word back */
+                *stop = i;
+                return SCAN_MORE;
+            }
+            if (plain_end(t, a, len)) {
                 if (a - i == 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)))
                     want = M_AWS;
             } else {
@@ -1062,10 +1124,8 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
         if (a > i + 1) {
             /* inside the alnum run every byte is in_word unless an escape
              * ends within it, which needs a backslash in t[i-5, i) */
-            if (bs < i && bs + 5 < i) {
-                bsp = memchr(t + i - 5, '\\', len - (i - 5));
-                bs = bsp ? (size_t)(bsp - t) : len;
-            }
+            if (bs + 5 < i)
+                bs = next_backslash(t, i - 5, len);
             if (bs >= i)
                 i = a - 1;
         }
@@ -1079,7 +1139,7 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
 int kt_pii_scan(const char *text, size_t len, unsigned entity_mask,
                 struct kt_pii_match *out, size_t max, size_t *n)
 {
-    struct scan s = { (const unsigned char *)text, len, 1, 0 };
+    struct scan s = { (const unsigned char *)text, len, 1, 0, triggers(entity_mask) };
     struct kt_pii_match m;
     size_t pos = 0, cnt = 0, stop;
     while (scan_next(&s, pos, entity_mask, &m, &stop) == SCAN_MATCH) {
@@ -1117,12 +1177,13 @@ static int put_tag(struct kt_buf *out, enum kt_pii_entity e)
  * ext is NULL (the stream stages its window inside out). *stop: where
  * held-back input begins (len when final). */
 static int redact_span(struct kt_buf *out, const char *ext, size_t off, size_t len,
-                       size_t start, int final, unsigned mask, size_t *stop, size_t *count)
+                       size_t start, int final, unsigned mask, unsigned trig, size_t *stop,
+                       size_t *count)
 {
     size_t pos = start, cnt = 0;
     for (;;) {
         const char *t = ext ? ext : out->data + off;
-        struct scan s = { (const unsigned char *)t, len, final, 0 };
+        struct scan s = { (const unsigned char *)t, len, final, 0, trig };
         struct kt_pii_match m;
         size_t st;
         int r = scan_next(&s, pos, mask, &m, &st);
@@ -1148,13 +1209,15 @@ int kt_pii_redact(const char *text, size_t len, unsigned mask,
     size_t stop;
     if (kt_buf_reserve(out, len))
         return KT_ENOMEM;
-    return redact_span(out, text, 0, len, 0, 1, mask, &stop, count);
+    return redact_span(out, text, 0, len, 0, 1, mask, triggers(mask), &stop, count);
 }
 
 void kt_pii_stream_init(struct kt_pii_stream *s, unsigned mask)
 {
-    memset(s, 0, sizeof *s);
     s->mask = mask;
+    s->trig = triggers(mask);
+    s->hist_len = 0;
+    s->pend_len = 0;
 }
 
 size_t kt_pii_stream_pending(const struct kt_pii_stream *s)
@@ -1162,48 +1225,66 @@ size_t kt_pii_stream_pending(const struct kt_pii_stream *s)
     return s->pend_len;
 }
 
-/* Stage hist + pend + chunk at the end of emit, redact from pend on, then
- * move the output down over the staged bytes. */
+/* stream_keep: after a scan of t[0, raw) that stopped at stop, keep the
+ * raw bytes from stop on, and up to KT_PII_HIST before them as left
+ * context. t may be s->buf itself. */
+static void stream_keep(struct kt_pii_stream *s, const char *t, size_t raw, size_t stop)
+{
+    size_t hl = stop < KT_PII_HIST ? stop : KT_PII_HIST;
+    memmove(s->buf, t + stop - hl, raw - stop + hl);
+    s->hist_len = hl;
+    s->pend_len = raw - stop;
+}
+
+/* Scan hist + pend + chunk, from pend on: in s->buf when the chunk fits
+ * there (the common case: stream events are small), else staged at the end
+ * of emit, with the output then moved down over the staged bytes. */
 static int stream_run(struct kt_pii_stream *s, const char *chunk, size_t len,
                       int final, struct kt_buf *emit, size_t *count)
 {
     size_t base = emit->len, cnt = 0, stop;
-    size_t raw = s->hist_len + s->pend_len + len;
+    size_t held = s->hist_len + s->pend_len, raw = held + len;
+    int inplace = raw <= sizeof s->buf;
     if (count)
         *count = 0;
-    if (kt_buf_reserve(emit, raw + s->pend_len + len + 64))
+    if (kt_buf_reserve(emit, inplace ? raw + 64 : raw + s->pend_len + len + 64))
         return KT_ENOMEM;
-    kt_buf_append(emit, s->hist, s->hist_len);
-    kt_buf_append(emit, s->pend, s->pend_len);
-    if (len)
-        kt_buf_append(emit, chunk, len);
-    int rc = redact_span(emit, NULL, base, raw, s->hist_len, final, s->mask, &stop, &cnt);
+    const char *ext = NULL;
+    size_t off = base;
+    if (inplace) {
+        if (len)
+            memcpy(s->buf + held, chunk, len);
+        ext = s->buf;
+        off = 0;
+    } else {
+        char *w = emit->data + base;      /* reserved: plain copies */
+        memcpy(w, s->buf, held);
+        memcpy(w + held, chunk, len);
+        emit->len = base + raw;
+    }
+    int rc = redact_span(emit, ext, off, raw, s->hist_len, final, s->mask, s->trig, &stop, &cnt);
     if (rc) {
         emit->len = base;
         emit->data[base] = '\0';
         return rc;
     }
-    const char *t = emit->data + base;
-    size_t outlen = emit->len - base - raw;
     if (raw - stop > KT_PII_CARRY) {
         /* cannot happen while every matcher is bounded; stay bounded anyway */
         size_t st2, c2 = 0;
-        rc = redact_span(emit, NULL, base, raw, stop, 1, s->mask, &st2, &c2);
+        rc = redact_span(emit, ext, off, raw, stop, 1, s->mask, s->trig, &st2, &c2);
         if (rc)
             return rc;
-        t = emit->data + base;
-        outlen = emit->len - base - raw;
         cnt += c2;
         stop = raw;
     }
-    /* new left context: the raw bytes just before stop */
-    size_t hl = stop < KT_PII_HIST ? stop : KT_PII_HIST;
-    memmove(s->hist, t + stop - hl, hl);
-    s->hist_len = hl;
-    s->pend_len = raw - stop;
-    memcpy(s->pend, t + stop, s->pend_len);
-    memmove(emit->data + base, emit->data + base + raw, outlen);
-    emit->len = base + outlen;
+    if (inplace) {
+        stream_keep(s, s->buf, raw, stop);
+    } else {
+        size_t outlen = emit->len - base - raw;
+        stream_keep(s, emit->data + base, raw, stop);
+        memmove(emit->data + base, emit->data + base + raw, outlen);
+        emit->len = base + outlen;
+    }
     emit->data[emit->len] = '\0';
     if (count)
         *count = cnt;
