@@ -18,6 +18,8 @@ void kt_arena_init(struct kt_arena *a, size_t block_size);
 void *kt_arena_alloc(struct kt_arena *a, size_t n);        /* 16-byte aligned, zeroed */
 char *kt_arena_strndup(struct kt_arena *a, const char *s, size_t n);
 char *kt_arena_strdup(struct kt_arena *a, const char *s);
+/* kt_arena_concat: x then y, e.g. a header line from its name and value. */
+char *kt_arena_concat(struct kt_arena *a, const char *x, const char *y);
 char *kt_arena_printf(struct kt_arena *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* kt_arena_reset: free all but the first block (kept when it is of the

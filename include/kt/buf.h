@@ -14,6 +14,8 @@ int kt_buf_reserve(struct kt_buf *b, size_t extra);
 int kt_buf_append(struct kt_buf *b, const void *p, size_t n);
 int kt_buf_puts(struct kt_buf *b, const char *s);
 int kt_buf_putc(struct kt_buf *b, char c);
+/* kt_buf_put_i64: v in decimal, as "%lld" without printf's cost. */
+int kt_buf_put_i64(struct kt_buf *b, long long v);
 int kt_buf_printf(struct kt_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* kt_buf_json_str: append s (n bytes) as a quoted, escaped JSON string. */

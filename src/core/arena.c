@@ -55,6 +55,17 @@ char *kt_arena_strdup(struct kt_arena *a, const char *s)
     return kt_arena_strndup(a, s, strlen(s));
 }
 
+char *kt_arena_concat(struct kt_arena *a, const char *x, const char *y)
+{
+    size_t nx = strlen(x), ny = strlen(y);
+    char *p = kt_arena_alloc(a, nx + ny + 1);
+    if (p) {
+        memcpy(p, x, nx);
+        memcpy(p + nx, y, ny + 1);
+    }
+    return p;
+}
+
 char *kt_arena_printf(struct kt_arena *a, const char *fmt, ...)
 {
     va_list ap, ap2;

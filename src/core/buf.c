@@ -39,6 +39,19 @@ int kt_buf_puts(struct kt_buf *b, const char *s)
     return kt_buf_append(b, s, strlen(s));
 }
 
+int kt_buf_put_i64(struct kt_buf *b, long long v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    /* negate as unsigned: LLONG_MIN has no positive counterpart */
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return kt_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 int kt_buf_putc(struct kt_buf *b, char c)
 {
     if (b->len + 2 > b->cap && kt_buf_reserve(b, 1))

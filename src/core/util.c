@@ -72,9 +72,20 @@ int kt_random_hex(char *out, size_t nbytes)
 void kt_request_id(char *out, size_t outlen)
 {
     /* Cheap and unique enough: PRNG output, not the OS pool, on the hot path. */
+    static const char hex[] = "0123456789abcdef";
     uint64_t a = kt_random_u64(), b = kt_random_u64();
-    snprintf(out, outlen, "req_%016llx%08llx", (unsigned long long)a,
-             (unsigned long long)(b & 0xffffffffu));
+    char id[4 + 16 + 8 + 1] = "req_";
+    for (int i = 0; i < 16; i++)
+        id[4 + i] = hex[(a >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; i++)
+        id[20 + i] = hex[(b >> (28 - 4 * i)) & 15];
+    id[28] = '\0';
+    /* same as snprintf("req_%016llx%08llx"), truncation included */
+    if (outlen == 0)
+        return;
+    size_t n = outlen - 1 < 28 ? outlen - 1 : 28;
+    memcpy(out, id, n);
+    out[n] = '\0';
 }
 
 /* xorshift64* state, per process: seeded lazily, and again after fork by

@@ -988,18 +988,18 @@ static void attempt_start(struct kt_flow *f)
     if (t->api_key == NULL && !f->s->cfg->server.auth_enabled) {
         const char *a = hdr_in(f, "authorization"), *x = hdr_in(f, "x-api-key");
         if (t->format == KT_FMT_ANTHROPIC && x)
-            hdrs[n++] = kt_arena_printf(&f->arena, "x-api-key: %s", x);
+            hdrs[n++] = kt_arena_concat(&f->arena, "x-api-key: ", x);
         else if (a)
-            hdrs[n++] = kt_arena_printf(&f->arena, "Authorization: %s", a);
+            hdrs[n++] = kt_arena_concat(&f->arena, "Authorization: ", a);
         else if (x)
-            hdrs[n++] = kt_arena_printf(&f->arena, "Authorization: Bearer %s", x);
+            hdrs[n++] = kt_arena_concat(&f->arena, "Authorization: Bearer ", x);
     }
     const char *beta = hdr_in(f, "anthropic-beta");
     if (beta && t->format == KT_FMT_ANTHROPIC && f->cfmt == KT_FMT_ANTHROPIC)
-        hdrs[n++] = kt_arena_printf(&f->arena, "anthropic-beta: %s", beta);
+        hdrs[n++] = kt_arena_concat(&f->arena, "anthropic-beta: ", beta);
     if (f->ireq.stream)
         hdrs[n++] = "Accept: text/event-stream";
-    hdrs[n++] = kt_arena_printf(&f->arena, "x-request-id: %s", f->rid);
+    hdrs[n++] = kt_arena_concat(&f->arena, "x-request-id: ", f->rid);
     hdrs[n] = NULL;
 
     long timeout_s = f->ireq.stream ? t->stream_timeout_seconds : t->timeout_seconds;
@@ -1093,7 +1093,9 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
     f->req = req;
     f->cfmt = fmt;
     f->t0_us = kt_now_us();
-    snprintf(f->rid, sizeof f->rid, "%s", request_id);
+    size_t rid_len = strnlen(request_id, sizeof f->rid - 1);
+    memcpy(f->rid, request_id, rid_len);
+    f->rid[rid_len] = '\0';
     s->inflight++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, f);
 

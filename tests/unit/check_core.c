@@ -1,5 +1,6 @@
 /* check_core: arena, buffer, errors and ids. */
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kt/arena.h"
@@ -18,6 +19,8 @@ START_TEST(test_arena_alloc_and_reset)
     ck_assert_uint_eq(((uintptr_t)big) % 16, 0);
     char *p = kt_arena_printf(&a, "%d-%s", 42, "x");
     ck_assert_str_eq(p, "42-x");
+    ck_assert_str_eq(kt_arena_concat(&a, "x-request-id: ", "req_1"), "x-request-id: req_1");
+    ck_assert_str_eq(kt_arena_concat(&a, "", ""), "");
     kt_arena_reset(&a);
     ck_assert_uint_eq(a.total, 0);
     ck_assert_ptr_nonnull(kt_arena_alloc(&a, 8));
@@ -115,6 +118,22 @@ START_TEST(test_err_format_with_position)
 }
 END_TEST
 
+START_TEST(test_buf_put_i64)
+{
+    static const long long v[] = { 0, 7, -7, 10, 4096, -100000, 9223372036854775807LL,
+                                   -9223372036854775807LL - 1 };
+    struct kt_buf b = {0};
+    char want[32];
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        kt_buf_reset(&b);
+        kt_buf_put_i64(&b, v[i]);
+        snprintf(want, sizeof want, "%lld", v[i]);
+        ck_assert_str_eq(b.data, want);
+    }
+    kt_buf_free(&b);
+}
+END_TEST
+
 START_TEST(test_request_ids_differ)
 {
     char a[40], b[40];
@@ -122,6 +141,12 @@ START_TEST(test_request_ids_differ)
     kt_request_id(b, sizeof b);
     ck_assert_int_eq(strncmp(a, "req_", 4), 0);
     ck_assert_str_ne(a, b);
+    ck_assert_uint_eq(strlen(a), 28);
+    ck_assert_uint_eq(strspn(a + 4, "0123456789abcdef"), 24);
+    char small[8];
+    kt_request_id(small, sizeof small);         /* truncated like snprintf */
+    ck_assert_uint_eq(strlen(small), 7);
+    ck_assert_int_eq(strncmp(small, "req_", 4), 0);
     char ts[40];
     ck_assert_str_eq(kt_rfc3339(0, ts, sizeof ts), "1970-01-01T00:00:00.000Z");
 }
@@ -135,6 +160,7 @@ int main(void)
     tcase_add_test(tc, test_buf_json_escape);
     tcase_add_test(tc, test_buf_json_escape_every_byte_every_offset);
     tcase_add_test(tc, test_err_format_with_position);
+    tcase_add_test(tc, test_buf_put_i64);
     tcase_add_test(tc, test_request_ids_differ);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
