@@ -470,8 +470,10 @@ enum {
     A_NL = 2,      /* newline */
     A_B64 = 4,     /* + - / _ : continues a base64 run */
     A_ESC = 8,     /* \ % & : may start an escape */
-    A_MARK = 16,   /* may start markup: fold phrases, <|, ### */
-    A_DQ = 32,     /* '"' */
+    A_DQ = 16,     /* '"' (quotes; also starts fold phrases) */
+    A_LT = 32,     /* '<': <|special|> tokens (and fold phrases) */
+    A_HASH = 64,   /* '#': ### headers */
+    /* 128 and up: the other first bytes of fold phrases, one bit each */
 };
 
 #define MAX_PLENS 8
@@ -504,10 +506,14 @@ struct kt_inj_index {
     uint64_t anchors;            /* every rule's anchor */
     uint16_t fast[256];
     uint16_t atok[256];          /* fast[] and @ $: token bytes of ASCII text */
-    uint8_t cls[256];
-    uint8_t fold_first[256];     /* first bytes of fold_phrases */
+    uint16_t cls[256];
+    /* fold_phrases by first byte: ff[j] starts ffk[j][0..ffn[j]) */
+    unsigned char ff[NELEM(fold_phrases)];
+    uint8_t ffn[NELEM(fold_phrases)], ffk[NELEM(fold_phrases)][NELEM(fold_phrases)];
+    size_t nff;
+    uint8_t fplen[NELEM(fold_phrases)];
     uint8_t role_first[256];     /* first bytes of role_words */
-    int mark_any;                /* a fold phrase starts with a token byte */
+    int mark_any;                /* a fold phrase first byte has no class bit */
 };
 
 static const char *phrase_text(size_t id)
@@ -633,15 +639,28 @@ static void index_tables(struct kt_inj_index *ix)
     ix->atok['@'] = (uint16_t)('@' | F_LEET);
     ix->atok['$'] = (uint16_t)('$' | F_LEET);
     ix->cls['"'] |= A_DQ;
-    ix->cls['<'] |= A_MARK;   /* <|special|> */
-    ix->cls['#'] |= A_MARK;   /* ### headers */
+    ix->cls['<'] |= A_LT;
+    ix->cls['#'] |= A_HASH;
+    unsigned nextbit = 128;
     for (size_t k = 0; k < NELEM(fold_phrases); k++) {
         unsigned char c = (unsigned char)fold_phrases[k].s[0];
-        ix->fold_first[c] = 1;
-        if (c < 0x80 && !ix->fast[c] && c != '@' && c != '$')
-            ix->cls[c] |= A_MARK;
-        else
-            ix->mark_any = 1;   /* a token byte: no cheap test for it */
+        size_t j = 0;
+        while (j < ix->nff && ix->ff[j] != c)
+            j++;
+        if (j == ix->nff) {
+            ix->ff[ix->nff++] = c;
+            /* a punctuation byte the scan notes; anything else (a token
+             * byte) cannot be told apart: those texts always look */
+            if (c >= 0x80 || ix->fast[c] || c == '@' || c == '$' || c == ' ' || c == '\n')
+                ix->mark_any = 1;
+            else if (c != '"' && c != '<' && nextbit <= 0x8000) {
+                ix->cls[c] |= (uint16_t)nextbit;
+                nextbit <<= 1;
+            } else if (c != '"' && c != '<')
+                ix->mark_any = 1;
+        }
+        ix->ffk[j][ix->ffn[j]++] = (uint8_t)k;
+        ix->fplen[k] = (uint8_t)strlen(fold_phrases[k].s);
     }
     for (size_t k = 0; k < NELEM(role_words); k++) {
         ix->role_first[(unsigned char)role_words[k].s[0]] = 1;
@@ -1058,13 +1077,13 @@ struct stats {
 
 /* Fold one non-ASCII code point (case, accents, fullwidth, look-alikes,
  * typographic quotes and dashes); *alt gets its homoglyph letter. */
-static uint32_t fold_cp(uint32_t c, uint8_t *alt, struct stats *st)
+static uint32_t fold_cp(uint32_t c, uint8_t *alt, unsigned *fullwidth)
 {
     *alt = 0;
     if (c >= 0xFF01 && c <= 0xFF5E) {
         c -= 0xFEE0;
         if (is_letter(c))
-            st->fullwidth++;
+            (*fullwidth)++;
     }
     if (c >= 'A' && c <= 'Z') {
         c += 32;
@@ -1342,7 +1361,7 @@ static void slow_cp(struct scan *S, uint32_t cp)
         return;
     }
     uint8_t alt;
-    uint32_t f = fold_cp(cp, &alt, S->st);
+    uint32_t f = fold_cp(cp, &alt, &S->st->fullwidth);
     if (cp == 0xDF)
         tok_add(S, 's', 0);
     cp_add(S, f, alt);
@@ -1485,10 +1504,11 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
     st->nsquash = S.so;
 }
 
-/* The same pass for a span of ASCII only (the usual chat text), with its
- * state in locals: no zero-width characters, homoglyphs or fullwidth forms
- * can occur, so a token is a run of [a-z0-9@$] and is finished in place.
- * Returns 0, leaving *st alone, at the first non-ASCII byte. */
+/* The same pass for a span whose words are ASCII (the usual chat text),
+ * with its state in locals: no zero-width characters, homoglyphs or
+ * fullwidth letters can occur, so a token is a run of [a-z0-9@$] and is
+ * finished in place. Returns 0, leaving *st alone, at the first non-ASCII
+ * letter or zero-width character. */
 static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t len,
                       struct stats *st)
 {
@@ -1508,8 +1528,38 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
         unsigned v = ix->atok[c];
         if (!v) {
             unsigned a = ix->cls[c];
-            if (c >= 0x80)
-                return 0;
+            if (c >= 0x80) {
+                /* typographic punctuation and spaces (’ “ ” — NBSP) keep to
+                 * this pass: outside words they change nothing but the fold
+                 * view; a letter (é, я, 中, an emoji) or a zero-width
+                 * character needs the general pass */
+                size_t i = (size_t)(q - p);
+                uint32_t cp = utf8_next(p, len, &i);
+                if (is_zero_width(cp))
+                    return 0;
+                q = p + i;
+                if (is_newline_cp(cp) || is_space_cp(cp)) {
+                    if (!pend || is_newline_cp(cp))
+                        pend = is_newline_cp(cp) ? '\n' : ' ';
+                    continue;
+                }
+                unsigned fw = 0;
+                uint8_t alt;
+                uint32_t f = fold_cp(cp, &alt, &fw);
+                if (cp == 0xDF || is_tokch(f))
+                    return 0;
+                if (pend) {
+                    fold[fo++] = (char)pend;
+                    pend = 0;
+                }
+                if (f < 0x80) {
+                    fold[fo++] = (char)f;
+                    seen |= ix->cls[f] & ~(unsigned)A_B64;   /* not one in the raw text */
+                } else {
+                    fo += utf8_put(fold + fo, f);
+                }
+                continue;
+            }
             q++;
             if (a & (A_WS | A_NL)) {
                 if (!pend || (a & A_NL))
@@ -1789,19 +1839,23 @@ static void run_phrases(const char *hay, size_t n, const struct phrase *ph,
             hit(h, slot0 + (int)k, ph[k].sig, ph[k].weight / 100.0);
 }
 
-/* Markup literals: one pass, comparing only where a phrase's first byte is. */
+/* Markup literals: for each first byte the text has, the phrases starting
+ * with it are compared where it occurs. */
 static void run_fold_phrases(const struct kt_inj_index *ix, const char *f, size_t n,
-                             struct hits *h)
+                             unsigned seen, struct hits *h)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!ix->fold_first[(unsigned char)f[i]])
+    const char *end = f + n;
+    for (size_t j = 0; j < ix->nff; j++) {
+        unsigned char c = ix->ff[j];
+        if (!ix->mark_any && !(seen & ix->cls[c]))
             continue;
-        for (size_t k = 0; k < NELEM(fold_phrases); k++) {
-            const char *ph = fold_phrases[k].s;
-            size_t pl = strlen(ph);
-            if (ph[0] == f[i] && pl <= n - i && memcmp(f + i, ph, pl) == 0)
-                hit(h, S_FOLD + (int)k, fold_phrases[k].sig,
-                    fold_phrases[k].weight / 100.0);
+        for (const char *p = f; (p = memchr(p, c, (size_t)(end - p))); p++) {
+            for (size_t i = 0; i < ix->ffn[j]; i++) {
+                size_t k = ix->ffk[j][i], pl = ix->fplen[k];
+                if (pl <= (size_t)(end - p) && memcmp(p, fold_phrases[k].s, pl) == 0)
+                    hit(h, S_FOLD + (int)k, fold_phrases[k].sig,
+                        fold_phrases[k].weight / 100.0);
+            }
         }
     }
 }
@@ -1930,11 +1984,11 @@ static void scan_text(struct kt_injection_scratch *s, const char *text, size_t l
     uint64_t added = run_word_phrases(s, st, meta, h);
     run_tok_rules(s, st, added, meta, h);
     /* markup needs punctuation a plain sentence seldom has */
-    if ((st->seen & A_MARK) || ix->mark_any) {
-        run_fold_phrases(ix, s->fold, st->nfold, h);
+    run_fold_phrases(ix, s->fold, st->nfold, st->seen, h);
+    if (st->seen & A_LT)
         run_special_tokens(s->fold, st->nfold, h);
+    if (st->seen & A_HASH)
         run_hash_headers(s->fold, st->nfold, h);
-    }
     if (st->nsquash)
         run_phrases(s->squash, st->nsquash, squash_phrases, NELEM(squash_phrases),
                     S_SQUASH, h);
