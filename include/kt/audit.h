@@ -2,7 +2,8 @@
  * line (kt_audit_record_encode), handed to the worker's non-blocking writer
  * (kt_audit_writer_*), which sends it down the worker slot's socketpair to
  * the audit process (kt_audit_proc_run). The audit process appends complete
- * lines to the log exactly once, chains them by SHA-256 when immutable,
+ * lines to the log exactly once (a busy socket is read every few ms, so one
+ * write carries many records), chains them by SHA-256 when immutable,
  * fsyncs in small batches, rotates and expires files. kt_audit_verify and
  * kt_audit_tail read the result (`kt audit verify|tail`).
  *

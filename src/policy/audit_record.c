@@ -41,7 +41,7 @@ size_t kt_audit_u64_str(uint64_t v, char *out)
     return n;
 }
 
-/* put_u64, put_i64: lit (a key, or any literal) then the number. */
+/* put_lit_u64, put_lit_i64: lit (a key, or any literal) then the number. */
 static int put_lit_u64(struct kt_buf *b, const char *lit, size_t litlen, uint64_t v)
 {
     if (kt_buf_reserve(b, litlen + 21))

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 #include <json-c/json.h>
+#include <openssl/sha.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -1008,6 +1009,34 @@ START_TEST(test_unchained_lines_written_as_sent)
 }
 END_TEST
 
+/* The chain prefix, byte for byte: {"seq":N,"prev":"<hex>", spliced before
+ * the record's first member (no comma for an empty object); prev is the
+ * SHA-256 of the previous line without its newline. */
+START_TEST(test_chain_prefix_format)
+{
+    struct rig r;
+    rig_init(&r, 1, 1);
+    rig_spawn(&r);
+    const char in[] = "{\"rid\":\"a\",\"n\":1}\n{}\n";
+    ck_assert_int_eq(write(r.sv[0][0], in, sizeof in - 1), (ssize_t)(sizeof in - 1));
+    wait_count(&r, 2);
+    rig_term(&r);
+    struct lines l;
+    read_log(r.path, &l);
+    ck_assert_uint_eq(l.n, 2);
+    char want[256], h[65];
+    snprintf(want, sizeof want, "{\"seq\":1,\"prev\":\"%064d\",\"rid\":\"a\",\"n\":1}", 0);
+    ck_assert_str_eq(l.v[0], want);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)l.v[0], strlen(l.v[0]), md);
+    kt_hex_encode(md, sizeof md, h);
+    snprintf(want, sizeof want, "{\"seq\":2,\"prev\":\"%s\"}", h);
+    ck_assert_str_eq(l.v[1], want);
+    lines_free(&l);
+    rig_free(&r);
+}
+END_TEST
+
 /* ---- verify ------------------------------------------------------------ */
 
 static void make_log(struct rig *r, int n)
@@ -1338,6 +1367,7 @@ int main(void)
     if (only == NULL || strcmp(only, "test_busy_then_idle_exactly_once") == 0)
         tcase_add_loop_test(tc, test_busy_then_idle_exactly_once, 0, 2);
     ADD(test_unchained_lines_written_as_sent);
+    ADD(test_chain_prefix_format);
     ADD(test_tampering_is_detected_and_named);
     ADD(test_rotation_keeps_chain_across_files);
     ADD(test_reopen_on_sigusr1);
