@@ -393,7 +393,8 @@ int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *m
     long max = req->max_tokens > 0 ? req->max_tokens : KT_WIRE_DEFAULT_MAX_TOKENS;
     if (req->max_tokens <= 0 && req->thinking_budget >= max)
         max = req->thinking_budget + KT_WIRE_DEFAULT_MAX_TOKENS;
-    rc |= kt_buf_printf(out, ",\"max_tokens\":%ld", max);
+    rc |= kt_buf_puts(out, ",\"max_tokens\":");
+    rc |= kt_buf_put_i64(out, max);
     if (req->nsystem) {
         /* several system/developer messages become one system string, "\n"-joined */
         struct kt_buf sys = {0};
@@ -417,7 +418,8 @@ int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *m
             j++;
         size_t mark = out->len;
         rc |= firstmsg ? 0 : kt_buf_putc(out, ',');
-        rc |= kt_buf_printf(out, "{\"role\":\"%s\",\"content\":[", user ? "user" : "assistant");
+        rc |= kt_buf_puts(out, user ? "{\"role\":\"user\",\"content\":["
+                                    : "{\"role\":\"assistant\",\"content\":[");
         int first = 1;
         for (size_t k = i; k < j; k++)
             for (size_t q = 0; q < req->msgs[k].nparts; q++)
@@ -440,8 +442,10 @@ int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *m
         rc |= kt_buf_puts(out, ",\"top_p\":");
         rc |= kt_wire_put_double(out, req->top_p);
     }
-    if (req->top_k >= 0)
-        rc |= kt_buf_printf(out, ",\"top_k\":%ld", req->top_k);
+    if (req->top_k >= 0) {
+        rc |= kt_buf_puts(out, ",\"top_k\":");
+        rc |= kt_buf_put_i64(out, req->top_k);
+    }
     size_t nstop = 0;
     for (size_t i = 0; i < req->nstop; i++)
         nstop += !only_space(req->stop[i]);
@@ -557,10 +561,16 @@ static void usage_decode(const struct kt_json *u, struct kt_usage *out)
 
 static int put_usage(struct kt_buf *b, const struct kt_usage *u)
 {
-    return kt_buf_printf(b, "{\"input_tokens\":%ld,\"cache_creation_input_tokens\":%ld,"
-                         "\"cache_read_input_tokens\":%ld,\"output_tokens\":%ld}",
-                         u->input > 0 ? u->input : 0, u->cache_creation > 0 ? u->cache_creation : 0,
-                         u->cache_read > 0 ? u->cache_read : 0, u->output > 0 ? u->output : 0);
+    int rc = kt_buf_puts(b, "{\"input_tokens\":");
+    rc |= kt_buf_put_i64(b, u->input > 0 ? u->input : 0);
+    rc |= kt_buf_puts(b, ",\"cache_creation_input_tokens\":");
+    rc |= kt_buf_put_i64(b, u->cache_creation > 0 ? u->cache_creation : 0);
+    rc |= kt_buf_puts(b, ",\"cache_read_input_tokens\":");
+    rc |= kt_buf_put_i64(b, u->cache_read > 0 ? u->cache_read : 0);
+    rc |= kt_buf_puts(b, ",\"output_tokens\":");
+    rc |= kt_buf_put_i64(b, u->output > 0 ? u->output : 0);
+    rc |= kt_buf_putc(b, '}');
+    return rc;
 }
 
 int kt_wire_anthropic_decode_response(const struct kt_json *root, struct kt_arena *a,
@@ -599,7 +609,9 @@ int kt_wire_anthropic_encode_response(const struct kt_response *resp, struct kt_
             rc |= put_block(out, p, &first);
         }
     }
-    rc |= kt_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":", stop_str(resp->finish));
+    rc |= kt_buf_puts(out, "],\"stop_reason\":\"");
+    rc |= kt_buf_puts(out, stop_str(resp->finish));
+    rc |= kt_buf_puts(out, "\",\"stop_sequence\":");
     rc |= kt_wire_put_str(out, resp->finish == KT_FINISH_STOP_SEQUENCE ? resp->stop_sequence : NULL);
     rc |= kt_buf_puts(out, ",\"usage\":");
     rc |= put_usage(out, &resp->usage);
@@ -866,7 +878,12 @@ int kt_wire_anthropic_dec_event(struct kt_stream_dec *d, const char *event, cons
 
 static int ev_head(struct kt_buf *out, const char *name)
 {
-    return kt_buf_printf(out, "event: %s\ndata: {\"type\":\"%s\"", name, name);
+    int rc = kt_buf_puts(out, "event: ");
+    rc |= kt_buf_puts(out, name);
+    rc |= kt_buf_puts(out, "\ndata: {\"type\":\"");
+    rc |= kt_buf_puts(out, name);
+    rc |= kt_buf_putc(out, '"');
+    return rc;
 }
 
 static int enc_start(struct kt_stream_enc *e, const struct kt_stream_ev *ev, struct kt_buf *out)
@@ -889,7 +906,9 @@ static int close_block(struct kt_stream_enc *e, struct kt_buf *out)
     if (e->open_out < 0)
         return 0;
     int rc = ev_head(out, "content_block_stop");
-    rc |= kt_buf_printf(out, ",\"index\":%d}\n\n", e->open_out);
+    rc |= kt_buf_puts(out, ",\"index\":");
+    rc |= kt_buf_put_i64(out, e->open_out);
+    rc |= kt_buf_puts(out, "}\n\n");
     e->open_in = e->open_out = -1;
     return rc;
 }
@@ -908,7 +927,9 @@ static int open_block(struct kt_stream_enc *e, int in, enum kt_part_type type,
     e->open_out = k;
     e->open_type = type;
     *rc |= ev_head(out, "content_block_start");
-    *rc |= kt_buf_printf(out, ",\"index\":%d,\"content_block\":", k);
+    *rc |= kt_buf_puts(out, ",\"index\":");
+    *rc |= kt_buf_put_i64(out, k);
+    *rc |= kt_buf_puts(out, ",\"content_block\":");
     if (type == KT_PART_TEXT) {
         *rc |= kt_buf_puts(out, "{\"type\":\"text\",\"text\":\"\"}");
     } else if (type == KT_PART_THINKING) {
@@ -928,7 +949,13 @@ static int put_delta(struct kt_buf *out, int k, const char *type, const char *fi
                      const char *text, size_t len)
 {
     int rc = ev_head(out, "content_block_delta");
-    rc |= kt_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"%s\",\"%s\":", k, type, field);
+    rc |= kt_buf_puts(out, ",\"index\":");
+    rc |= kt_buf_put_i64(out, k);
+    rc |= kt_buf_puts(out, ",\"delta\":{\"type\":\"");
+    rc |= kt_buf_puts(out, type);
+    rc |= kt_buf_puts(out, "\",\"");
+    rc |= kt_buf_puts(out, field);
+    rc |= kt_buf_puts(out, "\":");
     rc |= kt_buf_json_str(out, text, len);
     rc |= kt_buf_puts(out, "}}\n\n");
     return rc;

@@ -368,9 +368,16 @@ static int put_usage(struct kt_buf *b, const struct kt_usage *u)
 {
     long in = kt_usage_prompt_total(u), outp = u->output > 0 ? u->output : 0;
     long cached = u->cache_read > 0 ? u->cache_read : 0;
-    return kt_buf_printf(b, "{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld,"
-                         "\"prompt_tokens_details\":{\"cached_tokens\":%ld}}",
-                         in, outp, in + outp, cached);
+    int rc = kt_buf_puts(b, "{\"prompt_tokens\":");
+    rc |= kt_buf_put_i64(b, in);
+    rc |= kt_buf_puts(b, ",\"completion_tokens\":");
+    rc |= kt_buf_put_i64(b, outp);
+    rc |= kt_buf_puts(b, ",\"total_tokens\":");
+    rc |= kt_buf_put_i64(b, in + outp);
+    rc |= kt_buf_puts(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    rc |= kt_buf_put_i64(b, cached);
+    rc |= kt_buf_puts(b, "}}");
+    return rc;
 }
 
 static int put_image_url(struct kt_buf *b, const struct kt_part *p)
@@ -536,8 +543,10 @@ int kt_wire_openai_encode_request(const struct kt_request *req, const char *mode
         rc |= kt_buf_putc(out, '}');
     }
     rc |= kt_buf_putc(out, ']');
-    if (req->max_tokens > 0)
-        rc |= kt_buf_printf(out, ",\"max_tokens\":%ld", req->max_tokens);
+    if (req->max_tokens > 0) {
+        rc |= kt_buf_puts(out, ",\"max_tokens\":");
+        rc |= kt_buf_put_i64(out, req->max_tokens);
+    }
     if (req->has_temperature) {
         rc |= kt_buf_puts(out, ",\"temperature\":");
         rc |= kt_wire_put_double(out, req->temperature);
@@ -686,8 +695,9 @@ int kt_wire_openai_encode_response(const struct kt_response *resp, struct kt_buf
 {
     int rc = kt_buf_puts(out, "{\"id\":");
     rc |= kt_wire_put_str(out, resp->id ? resp->id : "chatcmpl-kt");
-    rc |= kt_buf_printf(out, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":",
-                        resp->created ? resp->created : (long)(kt_wall_ms() / 1000));
+    rc |= kt_buf_puts(out, ",\"object\":\"chat.completion\",\"created\":");
+    rc |= kt_buf_put_i64(out, resp->created ? resp->created : (long)(kt_wall_ms() / 1000));
+    rc |= kt_buf_puts(out, ",\"model\":");
     rc |= kt_wire_put_str(out, resp->model ? resp->model : "");
     rc |= kt_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     size_t ntools;
@@ -695,8 +705,9 @@ int kt_wire_openai_encode_response(const struct kt_response *resp, struct kt_buf
     rc |= kt_buf_puts(out, ",\"refusal\":null");
     if (ntools)
         rc |= put_tool_calls(out, resp->parts, resp->nparts);
-    rc |= kt_buf_printf(out, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],\"usage\":",
-                        finish_str(resp->finish));
+    rc |= kt_buf_puts(out, "},\"logprobs\":null,\"finish_reason\":\"");
+    rc |= kt_buf_puts(out, finish_str(resp->finish));
+    rc |= kt_buf_puts(out, "\"}],\"usage\":");
     rc |= put_usage(out, &resp->usage);
     rc |= kt_buf_putc(out, '}');
     return rc ? KT_ENOMEM : 0;
@@ -910,7 +921,10 @@ static int delta_close(struct kt_buf *out, const char *finish)
 {
     if (finish == NULL)
         return kt_buf_puts(out, "},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
-    return kt_buf_printf(out, "},\"logprobs\":null,\"finish_reason\":\"%s\"}]}\n\n", finish);
+    int rc = kt_buf_puts(out, "},\"logprobs\":null,\"finish_reason\":\"");
+    rc |= kt_buf_puts(out, finish);
+    rc |= kt_buf_puts(out, "\"}]}\n\n");
+    return rc;
 }
 
 static int enc_start(struct kt_stream_enc *e, const struct kt_stream_ev *ev, struct kt_buf *out)
@@ -951,7 +965,9 @@ int kt_wire_openai_enc_event(struct kt_stream_enc *e, const struct kt_stream_ev 
         if (kt_wire_imap_set(e->a, &e->tool_of, ev->index, ti))
             return KT_EINVAL;
         rc |= delta_open(e, out);
-        rc |= kt_buf_printf(out, "\"tool_calls\":[{\"index\":%d,\"id\":", ti);
+        rc |= kt_buf_puts(out, "\"tool_calls\":[{\"index\":");
+        rc |= kt_buf_put_i64(out, ti);
+        rc |= kt_buf_puts(out, ",\"id\":");
         rc |= kt_wire_put_str(out, ev->id ? ev->id : "");
         rc |= kt_buf_puts(out, ",\"type\":\"function\",\"function\":{\"name\":");
         rc |= kt_wire_put_str(out, ev->name ? ev->name : "");
@@ -964,7 +980,9 @@ int kt_wire_openai_enc_event(struct kt_stream_enc *e, const struct kt_stream_ev 
         if (ti < 0 || ev->len == 0)
             break;
         rc |= delta_open(e, out);
-        rc |= kt_buf_printf(out, "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", ti);
+        rc |= kt_buf_puts(out, "\"tool_calls\":[{\"index\":");
+        rc |= kt_buf_put_i64(out, ti);
+        rc |= kt_buf_puts(out, ",\"function\":{\"arguments\":");
         rc |= kt_buf_json_str(out, ev->text, ev->len);
         rc |= kt_buf_puts(out, "}}]");
         rc |= delta_close(out, NULL);
