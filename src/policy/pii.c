@@ -360,15 +360,16 @@ static const char *const kt_key_next[256] = {
     ['s'] = "k", ['A'] = "KSI", ['g'] = "hi", ['x'] = "o",
 };
 
-/* key_gate: could a prefix above start at i (or does the text end too soon
- * to tell)? m_key compares prefixes only while they agree with the text. */
-static int key_gate(const unsigned char *t, size_t i, size_t len)
+/* key_gate: could a prefix above start at i (or, when more input may
+ * come, does the text end too soon to tell)? m_key compares prefixes only
+ * while they agree with the text. */
+static int key_gate(const unsigned char *t, size_t i, size_t len, int more)
 {
     const char *nx = kt_key_next[t[i]];
     if (nx == NULL)
         return 0;
     if (i + 1 >= len)
-        return 1;
+        return more;
     for (; *nx; nx++)
         if (t[i + 1] == (unsigned char)*nx)
             return 1;
@@ -943,8 +944,9 @@ static inline size_t word_end(const unsigned char *t, size_t i, size_t len)
 /* num_gate: could a number matcher (SSN, card, IPv4, phone) match at i
  * or read past the end? They step only over C_NUM bytes and look at most
  * one byte past them, and every value they match holds at least 4 digits.
- * So: a C_NUM stretch with 4 digits, or one that reaches the end. */
-static int num_gate(const unsigned char *t, size_t i, size_t len)
+ * So: a C_NUM stretch with 4 digits, or one that reaches the end while
+ * more input may come. */
+static int num_gate(const unsigned char *t, size_t i, size_t len, int more)
 {
     unsigned nd = 0;
     for (size_t p = i; p < len; p++) {
@@ -954,7 +956,7 @@ static int num_gate(const unsigned char *t, size_t i, size_t len)
         if ((c & C_DIGIT) && ++nd == 4)
             return 1;
     }
-    return 1;
+    return more;
 }
 
 /* bytes that extend a word into an email, a secret or an IPv6 address */
@@ -963,11 +965,12 @@ static int num_gate(const unsigned char *t, size_t i, size_t len)
 /* plain_end: the alnum run ending at a cannot grow into an AWS secret, an
  * email or an IPv6 address: it is followed by a byte that cannot extend it
  * (a space or the like), or by a '.' and then such a byte (a sentence end:
- * neither a base64 byte, nor a colon, nor a local part reaching '@'). */
-static inline int plain_end(const unsigned char *t, size_t a, size_t len)
+ * neither a base64 byte, nor a colon, nor a local part reaching '@'), or
+ * it ends the text for good. */
+static inline int plain_end(const unsigned char *t, size_t a, size_t len, int more)
 {
     if (a >= len)
-        return 0;
+        return !more;
     if (!(kt_cls[t[a]] & C_EXTEND))
         return 1;
     return t[a] == '.' && a + 1 < len && !(kt_cls[t[a + 1]] & C_EXTEND);
@@ -980,25 +983,26 @@ static size_t next_backslash(const unsigned char *t, size_t from, size_t len)
 }
 
 /* Gates: which matchers of mask (as M_* bits) could match at i, or would
- * read past the end of the text there. Each gate is a cheap necessary
- * condition read off its matcher: where it fails, the matcher returns 0
- * without looking past the end, so skipping it changes nothing, streaming
- * included. Most words of prose pass none. a is the end of the alnum run
- * from i. */
+ * read past the end of the text there while more input may come (more:
+ * not the final scan). Each gate is a cheap necessary condition read off
+ * its matcher: where it fails, the matcher returns 0 without looking past
+ * the end, so skipping it changes nothing, streaming included. Most words
+ * of prose pass none. a is the end of the alnum run from i. */
 
 /* lead_gates: the values the first bytes decide (C_LEAD): key prefixes,
  * IBAN country codes, numbers. */
 static unsigned lead_gates(const unsigned char *t, size_t i, size_t len, unsigned cls,
-                           unsigned mask)
+                           unsigned mask, int more)
 {
     unsigned want = 0;
-    if ((mask & KT_PII_BIT(KT_PII_API_KEY)) && (cls & C_ALPHA) && key_gate(t, i, len))
+    if ((mask & KT_PII_BIT(KT_PII_API_KEY)) && (cls & C_ALPHA) && key_gate(t, i, len, more))
         want |= M_KEY;
     if ((mask & KT_PII_BIT(KT_PII_IBAN)) && (cls & C_UPPER) &&
-        (i + 1 >= len || ((kt_cls[t[i + 1]] & C_UPPER) &&
-                          (i + 2 >= len || (kt_cls[t[i + 2]] & C_DIGIT)))))
+        (i + 1 >= len ? more : (kt_cls[t[i + 1]] & C_UPPER) &&
+                               (i + 2 >= len ? more : (kt_cls[t[i + 2]] & C_DIGIT) != 0)))
         want |= M_IBAN;             /* m_iban: two letters, then two digits */
-    if ((mask & KT_PII_NUMBERS) && (cls & (C_DIGIT | C_PLUS | C_LPAREN)) && num_gate(t, i, len))
+    if ((mask & KT_PII_NUMBERS) && (cls & (C_DIGIT | C_PLUS | C_LPAREN)) &&
+        num_gate(t, i, len, more))
         want |= cls & C_DIGIT ? M_DIGITS | M_PHONE : M_PHONE;
     return want;
 }
@@ -1007,21 +1011,21 @@ static unsigned lead_gates(const unsigned char *t, size_t i, size_t len, unsigne
  * secrets, emails, IPv6 addresses. Not needed after a plain_end(), where
  * only a run of exactly 40 bytes can be a secret: see scan_next. */
 static unsigned ext_gates(const unsigned char *t, size_t i, size_t a, size_t len, unsigned cls,
-                          unsigned mask)
+                          unsigned mask, int more)
 {
     unsigned want = 0;
     if ((mask & KT_PII_BIT(KT_PII_API_KEY)) && (cls & C_B64)) {
         /* m_aws_secret reads at most 41 run bytes and wants exactly 40 */
         size_t lim = len - i > 41 ? i + 41 : len;
         size_t b = run_end(t, a < lim ? a : lim, lim, C_B64);
-        if (b - i == 40 || (b == len && b - i <= 40))
+        if (b - i == 40 || (more && b == len && b - i <= 40))
             want |= M_AWS;
     }
     if ((mask & KT_PII_BIT(KT_PII_EMAIL)) && (cls & C_LOCAL)) {
         /* m_email: a local part of at most 64 bytes, then '@' */
         size_t lim = len - i > 65 ? i + 65 : len;
         size_t l = run_end(t, a < lim ? a : lim, lim, C_LOCAL);
-        if (l - i <= 64 && (l == len || t[l] == '@'))
+        if (l - i <= 64 && (l == len ? more : t[l] == '@'))
             want |= M_EMAIL;
     }
     if ((mask & KT_PII_BIT(KT_PII_IP_ADDRESS)) && (cls & (C_HEX | C_COLON))) {
@@ -1030,7 +1034,8 @@ static unsigned ext_gates(const unsigned char *t, size_t i, size_t a, size_t len
         size_t lim = len - i > 46 ? i + 46 : len, p = i, colons = 0;
         while (p < lim && (kt_cls[t[p]] & C_IP6))
             colons += t[p++] == ':';
-        if (p - i <= 45 && (p == len || (!(kt_cls[t[p]] & C_ALNUM) && t[p] != '_' && colons >= 2)))
+        if (p - i <= 45 && (p == len ? more || colons >= 2
+                                     : !(kt_cls[t[p]] & C_ALNUM) && t[p] != '_' && colons >= 2))
             want |= M_IPV6;
     }
     return want;
@@ -1054,6 +1059,7 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
     const unsigned char *t = s->t;
     size_t len = s->len;
     unsigned trig = s->trig;
+    int more = !s->final;
     /* No backslash lies in [lo, bs) for some lo <= i - 5 (at first the empty
      * [0, 0)): a word starting at i < bs is skipped whole, since no escape
      * can end inside it. */
@@ -1075,7 +1081,7 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
         unsigned want = 0;
         if (cls & C_ALNUM) {
             a = word_end(t, i, len);
-            if (plain_end(t, a, len) && !(cls & C_LEAD) && a - i != 40) {
+            if (plain_end(t, a, len, more) && !(cls & C_LEAD) && a - i != 40) {
                 /* the common case: a word that cannot grow into a value
                  * and whose first bytes lead none (see gates); t[a] is
                  * in_word or no trigger, so the scan goes on after it */
@@ -1086,7 +1092,7 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
                 continue;
             }
             /* m_aws_secret's trigger and left boundary: */
-            if (a == len && !s->final && a - i <= 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)) &&
+            if (a == len && more && a - i <= 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)) &&
                 left_cls_ok(s, i, C_B64 | C_KEY)) {
                 /* a word running to the end of a stream chunk (the common
                  * case there): m_aws_secret reads to the end and asks for
@@ -1095,17 +1101,17 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
                 *stop = i;
                 return SCAN_MORE;
             }
-            if (plain_end(t, a, len)) {
+            if (plain_end(t, a, len, more)) {
                 if (a - i == 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)))
                     want = M_AWS;
             } else {
-                want = ext_gates(t, i, a, len, cls, mask);
+                want = ext_gates(t, i, a, len, cls, mask, more);
             }
         } else {
-            want = ext_gates(t, i, a, len, cls, mask);
+            want = ext_gates(t, i, a, len, cls, mask, more);
         }
         if (cls & C_LEAD)
-            want |= lead_gates(t, i, len, cls, mask);
+            want |= lead_gates(t, i, len, cls, mask, more);
         for (size_t k = 0; want; k++, want >>= 1) {
             const struct matcher *mt = &kt_matchers[k];
             if (!(want & 1) || !(cls & mt->trigger) || !(mask & KT_PII_BIT(mt->entity)))
@@ -1159,9 +1165,11 @@ static int put(struct kt_buf *out, const char *ext, size_t off, size_t n)
 {
     if (n == 0)
         return 0;
+    if (ext)
+        return kt_buf_append(out, ext + off, n);
     if (kt_buf_reserve(out, n))
         return KT_ENOMEM;
-    return kt_buf_append(out, (ext ? ext : out->data) + off, n);
+    return kt_buf_append(out, out->data + off, n);
 }
 
 static int put_tag(struct kt_buf *out, enum kt_pii_entity e)
@@ -1247,7 +1255,10 @@ static int stream_run(struct kt_pii_stream *s, const char *chunk, size_t len,
     int inplace = raw <= sizeof s->buf;
     if (count)
         *count = 0;
-    if (kt_buf_reserve(emit, inplace ? raw + 64 : raw + s->pend_len + len + 64))
+    /* in place, emit only grows by what put() appends; it must still hold
+     * a string afterwards, as when everything is held back */
+    if (inplace ? emit->data == NULL && kt_buf_reserve(emit, 64)
+                : kt_buf_reserve(emit, raw + s->pend_len + len + 64))
         return KT_ENOMEM;
     const char *ext = NULL;
     size_t off = base;
