@@ -437,6 +437,20 @@ static int next_fired(const struct hits *h, int k)
     return S_COUNT;
 }
 
+/* Cyrillic and Greek letters that look like Latin ones. Upper-case forms
+ * have more look-alikes (В, Н, М, Т, К), so the mapping depends on case. */
+static const struct { uint32_t cp; char upper, lower; } homoglyphs[] = {
+    {0x430, 'a', 'a'}, {0x432, 'b', 0}, {0x435, 'e', 'e'}, {0x43A, 'k', 0},
+    {0x43C, 'm', 0}, {0x43D, 'h', 0}, {0x43E, 'o', 'o'}, {0x440, 'p', 'p'},
+    {0x441, 'c', 'c'}, {0x442, 't', 0}, {0x443, 'y', 'y'}, {0x445, 'x', 'x'},
+    {0x456, 'i', 'i'}, {0x458, 'j', 'j'}, {0x455, 's', 's'}, {0x4BB, 'h', 'h'},
+    {0x4CF, 'l', 'l'}, {0x501, 'd', 'd'}, {0x51B, 'q', 'q'}, {0x51D, 'w', 'w'},
+    {0x3B1, 'a', 'a'}, {0x3B2, 'b', 0}, {0x3B5, 'e', 0}, {0x3B6, 'z', 0},
+    {0x3B7, 'h', 0}, {0x3B9, 'i', 'i'}, {0x3BA, 'k', 'k'}, {0x3BC, 'm', 0},
+    {0x3BD, 'n', 'v'}, {0x3BF, 'o', 'o'}, {0x3C1, 'p', 'p'}, {0x3C4, 't', 't'},
+    {0x3C5, 'y', 'u'}, {0x3C7, 'x', 'x'},
+};
+
 /* ---- scratch and the word index ------------------------------------------
  * Built once per scratch: an open-addressing hash of every dictionary word
  * and prefix, and of the first word of every multi-word phrase (with the
@@ -463,6 +477,11 @@ struct kt_inj_dent {
 #define F_ALT   0x800u   /* a non-ASCII letter with a homoglyph */
 #define F_NOALT 0x1000u  /* a non-ASCII letter without one */
 #define F_THREE 0x2000u  /* '3': a "rot13" may be near */
+
+/* cp2[].cl: what a two-byte code point is. */
+enum {
+    C2_ZW = 1, C2_NL = 2, C2_SP = 4, C2_SHARP = 8, C2_TOK = 16, C2_LET = 32, C2_CJK = 64,
+};
 
 /* cls[]: ASCII bytes outside fast[]. */
 enum {
@@ -507,6 +526,11 @@ struct kt_inj_index {
     uint16_t fast[256];
     uint16_t atok[256];          /* fast[] and @ $: token bytes of ASCII text */
     uint16_t cls[256];
+    /* homoglyphs[] by code point, U+0370..U+052F: upper- and lower-case */
+    char hg[2][0x530 - 0x370];
+    /* two-byte code points (U+0080..U+07FF: Latin, Greek, Cyrillic, ...)
+     * folded once here: the folded code point, its homoglyph, C2_* */
+    struct { uint16_t f; uint8_t alt, cl; } cp2[0x800 - 0x80];
     /* fold_phrases by first byte: ff[j] starts ffk[j][0..ffn[j]) */
     unsigned char ff[NELEM(fold_phrases)];
     uint8_t ffn[NELEM(fold_phrases)], ffk[NELEM(fold_phrases)][NELEM(fold_phrases)];
@@ -614,6 +638,12 @@ static void index_free(struct kt_inj_index *ix)
 
 static int is_letter(uint32_t c);
 static int is_leet(char c);
+static int is_tokch(uint32_t c);
+static int is_zero_width(uint32_t c);
+static int is_space_cp(uint32_t c);
+static int is_newline_cp(uint32_t c);
+static uint32_t fold_cp(const struct kt_inj_index *ix, uint32_t c, uint8_t *alt,
+                        unsigned *fullwidth);
 
 /* The byte tables and rule masks: derived from the tables above. */
 static void index_tables(struct kt_inj_index *ix)
@@ -661,6 +691,30 @@ static void index_tables(struct kt_inj_index *ix)
         }
         ix->ffk[j][ix->ffn[j]++] = (uint8_t)k;
         ix->fplen[k] = (uint8_t)strlen(fold_phrases[k].s);
+    }
+    for (size_t k = 0; k < NELEM(homoglyphs); k++) {
+        ix->hg[1][homoglyphs[k].cp - 0x370] = homoglyphs[k].upper;
+        ix->hg[0][homoglyphs[k].cp - 0x370] = homoglyphs[k].lower;
+    }
+    for (uint32_t cp = 0x80; cp < 0x800; cp++) {
+        unsigned fw = 0, cl = 0;
+        uint8_t alt = 0;
+        uint32_t f = cp;
+        if (is_zero_width(cp))
+            cl = C2_ZW;
+        else if (is_newline_cp(cp))
+            cl = C2_NL;
+        else if (is_space_cp(cp))
+            cl = C2_SP;
+        else {
+            f = fold_cp(ix, cp, &alt, &fw);
+            cl = (cp == 0xDF ? C2_SHARP : 0) | (is_tokch(f) ? C2_TOK : 0) |
+                 (is_letter(f) ? C2_LET : 0) |
+                 ((f >= 0x3040 && f <= 0x9FFF) || (f >= 0xAC00 && f <= 0xD7AF) ? C2_CJK : 0);
+        }
+        ix->cp2[cp - 0x80].f = (uint16_t)f;
+        ix->cp2[cp - 0x80].alt = alt;
+        ix->cp2[cp - 0x80].cl = (uint8_t)cl;
     }
     for (size_t k = 0; k < NELEM(role_words); k++) {
         ix->role_first[(unsigned char)role_words[k].s[0]] = 1;
@@ -968,19 +1022,6 @@ static const char latin_base[] =
     "lllnnnnnnnnnoooo" "oooorrrrrrssssss"    /* 140..15F */
     "ssttttttuuuuuuuu" "uuuuwwyyyzzzzzzs";   /* 160..17F */
 
-/* Cyrillic and Greek letters that look like Latin ones. Upper-case forms
- * have more look-alikes (В, Н, М, Т, К), so the mapping depends on case. */
-static const struct { uint32_t cp; char upper, lower; } homoglyphs[] = {
-    {0x430, 'a', 'a'}, {0x432, 'b', 0}, {0x435, 'e', 'e'}, {0x43A, 'k', 0},
-    {0x43C, 'm', 0}, {0x43D, 'h', 0}, {0x43E, 'o', 'o'}, {0x440, 'p', 'p'},
-    {0x441, 'c', 'c'}, {0x442, 't', 0}, {0x443, 'y', 'y'}, {0x445, 'x', 'x'},
-    {0x456, 'i', 'i'}, {0x458, 'j', 'j'}, {0x455, 's', 's'}, {0x4BB, 'h', 'h'},
-    {0x4CF, 'l', 'l'}, {0x501, 'd', 'd'}, {0x51B, 'q', 'q'}, {0x51D, 'w', 'w'},
-    {0x3B1, 'a', 'a'}, {0x3B2, 'b', 0}, {0x3B5, 'e', 0}, {0x3B6, 'z', 0},
-    {0x3B7, 'h', 0}, {0x3B9, 'i', 'i'}, {0x3BA, 'k', 'k'}, {0x3BC, 'm', 0},
-    {0x3BD, 'n', 'v'}, {0x3BF, 'o', 'o'}, {0x3C1, 'p', 'p'}, {0x3C4, 't', 't'},
-    {0x3C5, 'y', 'u'}, {0x3C7, 'x', 'x'},
-};
 
 static uint32_t utf8_next(const unsigned char *p, size_t n, size_t *i)
 {
@@ -1077,7 +1118,8 @@ struct stats {
 
 /* Fold one non-ASCII code point (case, accents, fullwidth, look-alikes,
  * typographic quotes and dashes); *alt gets its homoglyph letter. */
-static uint32_t fold_cp(uint32_t c, uint8_t *alt, unsigned *fullwidth)
+static uint32_t fold_cp(const struct kt_inj_index *ix, uint32_t c, uint8_t *alt,
+                        unsigned *fullwidth)
 {
     *alt = 0;
     if (c >= 0xFF01 && c <= 0xFF5E) {
@@ -1111,18 +1153,14 @@ static uint32_t fold_cp(uint32_t c, uint8_t *alt, unsigned *fullwidth)
             c += 1;
             upper = 1;
         }
-        for (size_t k = 0; k < NELEM(homoglyphs); k++)
-            if (homoglyphs[k].cp == c)
-                *alt = (uint8_t)(upper ? homoglyphs[k].upper : homoglyphs[k].lower);
+        *alt = (uint8_t)ix->hg[upper][c - 0x370];
     } else if (c >= 0x370 && c <= 0x3FF) {
         int upper = 0;
         if (c >= 0x391 && c <= 0x3A9) {
             c += 0x20;
             upper = 1;
         }
-        for (size_t k = 0; k < NELEM(homoglyphs); k++)
-            if (homoglyphs[k].cp == c)
-                *alt = (uint8_t)(upper ? homoglyphs[k].upper : homoglyphs[k].lower);
+        *alt = (uint8_t)ix->hg[upper][c - 0x370];
     } else if (c == 0x201C || c == 0x201D || c == 0x201E || c == 0xAB ||
                c == 0xBB) {
         c = '"';
@@ -1348,6 +1386,33 @@ static inline __attribute__((always_inline)) void ws_add(struct scan *S, unsigne
     S->lastlet = 0;
 }
 
+/* The same for a two-byte code point, from the table. */
+static void slow_cp2(struct scan *S, uint32_t cp)
+{
+    unsigned cl = S->ix->cp2[cp - 0x80].cl;
+    uint32_t f = S->ix->cp2[cp - 0x80].f;
+    if (cl & C2_ZW) {
+        if (S->lastlet)
+            S->zw = 1;
+        return;
+    }
+    if (cl & (C2_NL | C2_SP)) {
+        ws_add(S, cl & C2_NL ? '\n' : ' ');
+        return;
+    }
+    if (cl & C2_SHARP)
+        tok_add(S, 's', 0);
+    if (S->zw && (cl & C2_LET))
+        S->st->zw_in_word++;
+    if (cl & C2_CJK)
+        S->st->cjk++;
+    S->zw = 0;
+    if (cl & C2_TOK)
+        tok_add(S, f, S->ix->cp2[cp - 0x80].alt);
+    else
+        other_add(S, f);
+}
+
 /* A non-ASCII code point: zero-width, whitespace, or folded and kept. */
 static void slow_cp(struct scan *S, uint32_t cp)
 {
@@ -1361,7 +1426,7 @@ static void slow_cp(struct scan *S, uint32_t cp)
         return;
     }
     uint8_t alt;
-    uint32_t f = fold_cp(cp, &alt, &S->st->fullwidth);
+    uint32_t f = fold_cp(S->ix, cp, &alt, &S->st->fullwidth);
     if (cp == 0xDF)
         tok_add(S, 's', 0);
     cp_add(S, f, alt);
@@ -1485,7 +1550,10 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
         if (i0 - S.b64start >= 16)
             st->b64run = 1;
         S.b64start = i;
-        slow_cp(&S, cp);
+        if (cp >= 0x80 && cp < 0x800)
+            slow_cp2(&S, cp);
+        else
+            slow_cp(&S, cp);
     }
     if (len - S.b64start >= 16)
         st->b64run = 1;
@@ -1545,7 +1613,7 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
                 }
                 unsigned fw = 0;
                 uint8_t alt;
-                uint32_t f = fold_cp(cp, &alt, &fw);
+                uint32_t f = fold_cp(ix, cp, &alt, &fw);
                 if (cp == 0xDF || is_tokch(f))
                     return 0;
                 if (pend) {
