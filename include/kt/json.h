@@ -88,6 +88,13 @@ char *kt_json_text(struct kt_arena *a, const struct kt_json *v, size_t *len);
  * v is not a string. */
 char *kt_json_strdup(struct kt_arena *a, const struct kt_json *v, size_t *len);
 
+/* For hand-written fast paths over string bodies that must agree with the
+ * parser. kt_json_plain_len: how many leading bytes of s are printable
+ * ASCII other than '"' and '\\' (copied as they are). kt_json_utf8_len:
+ * the length of the well-formed UTF-8 sequence at s (s[0] >= 0x80), else 0. */
+size_t kt_json_plain_len(const char *s, size_t n);
+size_t kt_json_utf8_len(const char *s, size_t n);
+
 static inline int kt_json_is(const struct kt_json *v, enum kt_json_type t)
 {
     return v != NULL && v->type == t;

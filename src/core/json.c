@@ -115,6 +115,41 @@ static inline int special8(uint64_t w)
     return ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & highs) != 0;
 }
 
+size_t kt_json_plain_len(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+#if defined(__SSE2__)
+    /* 16 bytes at a time; a signed compare with 0x20 flags controls and
+     * non-ASCII bytes at once */
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                              _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                                 _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+        int bits = _mm_movemask_epi8(m);
+        if (bits)
+            return (size_t)(p - (const unsigned char *)s) + (size_t)__builtin_ctz((unsigned)bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {                      /* 8 bytes at a time */
+        uint64_t w;
+        memcpy(&w, p, 8);
+        if (special8(w))
+            break;
+        p += 8;
+    }
+    while (p < end && str_class[*p] == 0)
+        p++;
+    return (size_t)(p - (const unsigned char *)s);
+}
+
+size_t kt_json_utf8_len(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    return n && p[0] >= 0x80 ? utf8_len(p, p + n) : 0;
+}
+
 /* Scan a string body from ps->p (just past the opening quote) to its
  * closing quote, validating escapes and UTF-8. Returns the closing quote,
  * or NULL. *esc is set when the string holds a backslash. */
@@ -123,31 +158,7 @@ static const unsigned char *scan_string(struct parser *ps, int *esc)
     const unsigned char *p = ps->p, *end = ps->end;
     *esc = 0;
     for (;;) {
-#if defined(__SSE2__)
-        /* 16 bytes at a time; a signed compare with 0x20 flags controls and
-         * non-ASCII bytes at once */
-        while (end - p >= 16) {
-            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
-                                                  _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
-                                     _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
-            int bits = _mm_movemask_epi8(m);
-            if (bits) {
-                p += __builtin_ctz((unsigned)bits);
-                break;
-            }
-            p += 16;
-        }
-#endif
-        while (end - p >= 8) {                  /* plain text 8 bytes at a time */
-            uint64_t w;
-            memcpy(&w, p, 8);
-            if (special8(w))
-                break;
-            p += 8;
-        }
-        while (p < end && str_class[*p] == 0)
-            p++;
+        p += kt_json_plain_len((const char *)p, (size_t)(end - p));
         if (p >= end) {
             fail(ps, p, KT_EINVAL);
             return NULL;

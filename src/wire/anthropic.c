@@ -786,17 +786,30 @@ static int fast_text_delta(const char *p, size_t len, int *index, char *out, siz
         return 0;
     p += sizeof mid - 1;
     size_t o = 0;
-    while (p < end && *p != '"') {
-        if (o + 5 > outcap)            /* a UTF-8 sequence and the NUL */
+    for (;;) {
+        /* plain runs copied whole; the rest judged as kt_json judges it */
+        size_t run = kt_json_plain_len(p, (size_t)(end - p));
+        if (o + run + 5 > outcap)      /* the run, a UTF-8 sequence and the NUL */
+            return 0;
+        memcpy(out + o, p, run);
+        o += run;
+        p += run;
+        if (p >= end)
             return 0;
         unsigned char c = (unsigned char)*p;
-        if (c < 0x20)
-            return 0;
-        if (c != '\\') {
-            out[o++] = (char)c;
-            p++;
+        if (c == '"')
+            break;
+        if (c >= 0x80) {
+            size_t k = kt_json_utf8_len(p, (size_t)(end - p));
+            if (k == 0)
+                return 0;              /* malformed UTF-8: the general path refuses it */
+            memcpy(out + o, p, k);
+            o += k;
+            p += k;
             continue;
         }
+        if (c != '\\')
+            return 0;                  /* a control character */
         if (end - p < 2)
             return 0;
         char e = p[1];
@@ -835,8 +848,6 @@ static int fast_text_delta(const char *p, size_t len, int *index, char *out, siz
             return 0;
         }
     }
-    if (p >= end)
-        return 0;
     p++;                                   /* the closing quote */
     if (end - p < 2 || p[0] != '}' || p[1] != '}')
         return 0;

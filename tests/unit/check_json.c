@@ -209,6 +209,17 @@ START_TEST(test_every_byte_every_offset)
         }
     }
     kt_arena_free(&a);
+    /* the exported helpers say the same */
+    ck_assert_uint_eq(kt_json_plain_len("abc\"d", 5), 3);
+    ck_assert_uint_eq(kt_json_plain_len("abcdefghijklmnopqrstuvwxyz\\", 27), 26);
+    ck_assert_uint_eq(kt_json_plain_len("abcdefghijklmnopqrstuvwxyz\xc3\xa9", 28), 26);
+    ck_assert_uint_eq(kt_json_plain_len("abcdefghij\x1f", 11), 10);
+    ck_assert_uint_eq(kt_json_plain_len("", 0), 0);
+    ck_assert_uint_eq(kt_json_utf8_len("\xc3\xa9", 2), 2);
+    ck_assert_uint_eq(kt_json_utf8_len("\xc3", 1), 0);
+    ck_assert_uint_eq(kt_json_utf8_len("\xf0\x9f\x98\x80", 4), 4);
+    ck_assert_uint_eq(kt_json_utf8_len("\xed\xa0\x80", 3), 0);
+    ck_assert_uint_eq(kt_json_utf8_len("a", 1), 0);
 }
 END_TEST
 

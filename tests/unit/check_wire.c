@@ -1458,12 +1458,16 @@ START_TEST(test_stream_anthropic_text_delta_fast_path)
     static const char *const fast[] = {
         "{\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\\\"b\\\\c\\n\\u00e9\\ud83d\\ude00/\\/\"}}",
         "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"plain words \"}}\n",
+        "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 and a longer run of plain ASCII text\\tafter it\"}}",
+        "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"lone \\udc00 and \\ud800\\u0041\"}}",
     };
     static const char *const slow[] = {   /* the same content, other shapes */
         "{\"type\": \"content_block_delta\", \"index\": 3, \"delta\": {\"type\": \"text_delta\", \"text\": \"a\\\"b\\\\c\\n\\u00e9\\ud83d\\ude00/\\/\"}}",
         "{\"index\":0,\"type\":\"content_block_delta\",\"delta\":{\"text\":\"plain words \",\"type\":\"text_delta\"}}",
+        "{\"index\":2,\"type\":\"content_block_delta\",\"delta\":{\"text\":\"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 and a longer run of plain ASCII text\\tafter it\",\"type\":\"text_delta\"}}",
+        "{\"index\":1,\"type\":\"content_block_delta\",\"delta\":{\"text\":\"lone \\udc00 and \\ud800\\u0041\",\"type\":\"text_delta\"}}",
     };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof fast / sizeof *fast; i++) {
         struct kt_arena a;
         kt_arena_init(&a, 4096);
         struct delta_seen f = {0}, g = {0};
@@ -1484,6 +1488,16 @@ START_TEST(test_stream_anthropic_text_delta_fast_path)
     struct kt_stream_dec *d = kt_stream_dec_new(&a, KT_FMT_ANTHROPIC);
     const char *odd = "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\\q\"}}";
     ck_assert_int_ne(kt_stream_dec_feed(d, "content_block_delta", odd, strlen(odd), collect_delta, &h, NULL), 0);
+    ck_assert_int_eq(h.n, 0);
+    /* malformed UTF-8 is refused whatever the event's shape */
+    static const char *const bad8[] = {
+        "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\xff y\"}}",
+        "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\xc3\"}}",
+        "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"\xed\xa0\x80\"}}",
+        "{\"index\":1,\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"x\xff y\"}}",
+    };
+    for (size_t i = 0; i < sizeof bad8 / sizeof *bad8; i++)
+        ck_assert_int_eq(kt_stream_dec_feed(d, "content_block_delta", bad8[i], strlen(bad8[i]), collect_delta, &h, NULL), KT_EINVAL);
     ck_assert_int_eq(h.n, 0);
     kt_arena_free(&a);
 }
