@@ -1087,8 +1087,18 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
                  * in_word or no trigger, so the scan goes on after it */
                 if (bs + 5 < i)
                     bs = next_backslash(t, i - 5, len);
-                if (bs >= i)
-                    i = a;
+                if (bs < i)
+                    continue;
+                /* and so are the plain lowercase words right after it: t[a]
+                 * is neither alnum nor a backslash, so each starts a token */
+                while (a + 1 < len && t[a] != '\\' &&
+                       (kt_cls[t[a + 1]] & (C_LOWER | C_LEAD)) == C_LOWER) {
+                    size_t e = word_end(t, a + 1, len);
+                    if (!plain_end(t, e, len, more) || e - (a + 1) == 40)
+                        break;
+                    a = e;
+                }
+                i = a;
                 continue;
             }
             /* m_aws_secret's trigger and left boundary: */
