@@ -1262,28 +1262,39 @@ static int stream_run(struct kt_pii_stream *s, const char *chunk, size_t len,
 {
     size_t base = emit->len, cnt = 0, stop;
     size_t held = s->hist_len + s->pend_len, raw = held + len;
-    int inplace = raw <= sizeof s->buf;
+    int inplace = raw <= sizeof s->buf, rc;
+    const char *ext;
+    size_t off;
     if (count)
         *count = 0;
-    /* in place, emit only grows by what put() appends; it must still hold
-     * a string afterwards, as when everything is held back */
-    if (inplace ? emit->data == NULL && kt_buf_reserve(emit, 64)
-                : kt_buf_reserve(emit, raw + s->pend_len + len + 64))
-        return KT_ENOMEM;
-    const char *ext = NULL;
-    size_t off = base;
     if (inplace) {
+        /* emit only grows by what is emitted, but must hold a string
+         * afterwards, as when everything is held back */
+        if (emit->data == NULL && kt_buf_reserve(emit, 64))
+            return KT_ENOMEM;
         if (len)
             memcpy(s->buf + held, chunk, len);
         ext = s->buf;
         off = 0;
+        /* the usual feed holds no value: one scan, one copy */
+        struct scan sc = { (const unsigned char *)s->buf, raw, final, 0, s->trig };
+        struct kt_pii_match m;
+        if (scan_next(&sc, s->hist_len, s->mask, &m, &stop) != SCAN_MATCH)
+            rc = put(emit, s->buf, s->hist_len, stop - s->hist_len);
+        else
+            rc = redact_span(emit, ext, off, raw, s->hist_len, final, s->mask, s->trig,
+                             &stop, &cnt);
     } else {
+        if (kt_buf_reserve(emit, raw + s->pend_len + len + 64))
+            return KT_ENOMEM;
         char *w = emit->data + base;      /* reserved: plain copies */
         memcpy(w, s->buf, held);
         memcpy(w + held, chunk, len);
         emit->len = base + raw;
+        ext = NULL;
+        off = base;
+        rc = redact_span(emit, ext, off, raw, s->hist_len, final, s->mask, s->trig, &stop, &cnt);
     }
-    int rc = redact_span(emit, ext, off, raw, s->hist_len, final, s->mask, s->trig, &stop, &cnt);
     if (rc) {
         emit->len = base;
         emit->data[base] = '\0';
