@@ -784,7 +784,7 @@ static struct kt_inj_index *index_build(void)
         d->phn = 1;
     }
     qsort(raw, n, sizeof *raw, dent_cmp);
-    size_t m = 0, nph = 0;
+    size_t m = 0, nkey = 0;
     for (size_t i = 0; i < n; i++) {
         struct kt_inj_dent *d = &raw[i];
         struct kt_inj_dent *last = m ? &ix->ent[m - 1] : NULL;
@@ -794,11 +794,11 @@ static struct kt_inj_index *index_build(void)
             *last = *d;
             last->bits = 0;
             last->phn = 0;
-            last->ph0 = (uint16_t)nph;
+            last->ph0 = (uint16_t)nkey;
         }
         last->bits |= d->bits;
         if (d->phn) {
-            ix->ph[nph++] = d->ph0;
+            ix->ph[nkey++] = d->ph0;
             last->phn++;
         }
     }
@@ -1004,6 +1004,8 @@ static int is_letter(uint32_t c)
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     if (c < 0xC0 || c == 0xD7 || c == 0xF7)
         return 0;
+    if (c < 0x2000)
+        return 1;
     if ((c >= 0x2000 && c <= 0x2BFF) || (c >= 0x3000 && c <= 0x303F) ||
         (c >= 0xFE30 && c <= 0xFE4F) || (c >= 0xFF00 && c <= 0xFF0F) ||
         (c >= 0xFF1A && c <= 0xFF20) || (c >= 0xFF3B && c <= 0xFF40) ||
@@ -1107,12 +1109,12 @@ struct stats {
     unsigned zw_in_word, mixed_words, leet_words, spaced_runs, fullwidth;
     unsigned cjk;        /* CJK or Hangul code points seen */
     unsigned nesc;       /* bytes that may start an escape (\ % &) */
-    int b64run;          /* a run of 16+ base64 bytes: worth decoding */
+    int b64run;          /* a run of 16+ base64 bytes may be there */
     int three;           /* a '3' may be in the fold view */
     unsigned seen;       /* A_* classes of the ASCII punctuation kept */
     uint64_t bits;       /* every token's dictionary bits */
     size_t nfold, nwords, ntoks, nsquash;
-    size_t nph;          /* tokens listed in scratch->keytoks: those with concept
+    size_t nkey;         /* tokens listed in scratch->keytoks: those with concept
                           * bits or phrases starting at them */
 };
 
@@ -1286,7 +1288,7 @@ tok_finish(struct scan *S, size_t fstart, size_t wstart, size_t ncp, unsigned fl
     t->bits = dict_lookup(S->ix, S->words + wstart, tlen, &t->ph0, &t->phn);
     S->st->bits |= t->bits;
     if (t->phn || t->bits)
-        S->keytoks[S->st->nph++] = (uint32_t)(S->nt - 1);
+        S->keytoks[S->st->nkey++] = (uint32_t)(S->nt - 1);
     /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
     if (ncp == 1 && (fl & F_LET)) {
         if (S->run_len == 0)
@@ -1585,7 +1587,7 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
     char *fold = s->fold, *words = s->words, *sq = s->squash;
     struct kt_inj_tok *toks = s->toks;
     uint32_t *keytoks = s->keytoks;
-    size_t fo = 0, wo = 0, so = 0, nt = 0, run_start = 0, run_len = 0, nph = 0;
+    size_t fo = 0, wo = 0, so = 0, nt = 0, run_start = 0, run_len = 0, nkey = 0;
     unsigned pend = 0, seen = 0, nesc = 0, leet_words = 0, spaced_runs = 0;
     int b64run = 0;
     unsigned allfl = 0;
@@ -1704,7 +1706,7 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
             t->bits = dict_lookup(ix, words + wstart, k, &t->ph0, &t->phn);
             allbits |= t->bits;
             if (t->phn || t->bits)
-                keytoks[nph++] = (uint32_t)(nt - 1);
+                keytoks[nkey++] = (uint32_t)(nt - 1);
             /* squash: runs of one-letter tokens ("i g n o r e", "i.g.n.o.r.e") */
             if (k == 1 && (fl & F_LET)) {
                 if (run_len == 0)
@@ -1752,7 +1754,7 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
     st->nwords = wo;
     st->ntoks = nt;
     st->nsquash = so;
-    st->nph = nph;
+    st->nkey = nkey;
     return 1;
 }
 
@@ -1827,7 +1829,7 @@ static void run_tok_rules(const struct kt_injection_scratch *s, const struct sta
     uint64_t allbits = st->bits | added;
     /* the tokens with concept bits are listed, unless an alias gave bits
      * to one that had none */
-    size_t n = added ? nt : st->nph;
+    size_t n = added ? nt : st->nkey;
     for (size_t ii = 0; ii < n; ii++) {
         size_t i = added ? ii : s->keytoks[ii];
         uint64_t b = t[i].bits & ix->anchors;
@@ -1869,7 +1871,7 @@ static uint64_t run_word_phrases(struct kt_injection_scratch *s, const struct st
     const struct kt_inj_index *ix = s->index;
     size_t nwords = st->nwords, nt = st->ntoks;
     uint64_t added = 0;
-    for (size_t pi = 0; pi < st->nph; pi++) {
+    for (size_t pi = 0; pi < st->nkey; pi++) {
         size_t i = s->keytoks[pi];
         const struct kt_inj_tok *t = &s->toks[i];
         for (size_t k = 0; k < t->phn; k++) {
@@ -1900,9 +1902,9 @@ static uint64_t run_word_phrases(struct kt_injection_scratch *s, const struct st
 }
 
 static void run_phrases(const char *hay, size_t n, const struct phrase *ph,
-                        size_t nph, int slot0, struct hits *h)
+                        size_t nkey, int slot0, struct hits *h)
 {
-    for (size_t k = 0; k < nph; k++)
+    for (size_t k = 0; k < nkey; k++)
         if (memmem(hay, n, ph[k].s, strlen(ph[k].s)))
             hit(h, slot0 + (int)k, ph[k].sig, ph[k].weight / 100.0);
 }
