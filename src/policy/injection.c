@@ -5,13 +5,16 @@
  * with its threshold and blocks or flags.
  *
  * Pipeline per text span (all buffers live in the caller's scratch), in
- * one pass over the bytes (see scan_views):
+ * one pass over the bytes (scan_ascii when the words are ASCII, the usual
+ * case; scan_views otherwise):
  *   UTF-8 → code points (case folded, accents stripped, fullwidth mapped,
  *   zero-width dropped, whitespace collapsed) → per word homoglyph mapping
  *   → "fold" view (punctuation kept: delimiters, role tokens) and "words"
  *   view (" tok tok ", leetspeak mapped: concept rules, phrases).
  * The checks then run on the views, each skipped when the pass saw nothing
- * it could match (no markup punctuation, no base64 run, no escapes).
+ * it could match (no markup punctuation, no base64 run, no escapes), and
+ * the word dictionary, rule masks and byte tables are built once per
+ * scratch (kt_injection_scratch_init).
  * Every pass is linear in the span; spans are bounded by max_scan. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* memmem */
@@ -22,6 +25,7 @@
 #include <string.h>
 
 #include "kt/err.h"
+
 struct kt_inj_tok {
     uint32_t off;        /* byte offset in the words view */
     uint32_t foff;       /* byte offset in the fold view */
