@@ -119,12 +119,13 @@ static void hdr_out_static(struct kt_flow *f, const char *k, const char *v)
     evhtp_headers_add_header(f->req->headers_out, evhtp_header_new(k, v, 0, 0));
 }
 
+/* unpause_client: evhtp reads again (from its resume callback, later in
+ * this loop pass). The hang-up watch stays until the flow is freed: were it
+ * dropped first, the fd would have no read event for a moment and libevent
+ * would tell the kernel twice (an epoll_ctl per request). While both watch,
+ * a hang-up is seen by whichever runs first; either frees the connection. */
 static void unpause_client(struct kt_flow *f)
 {
-    if (f->dc_watch) {
-        event_free(f->dc_watch);
-        f->dc_watch = NULL;
-    }
     if (f->paused_req && f->req) {
         f->paused_req = 0;
         evhtp_request_resume(f->req);
@@ -1158,9 +1159,9 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
                     st == 429 ? "rate limit exceeded for every target" : "no target is available", ra);
         return;
     }
-    /* Hold the connection until the upstream answers; watch for hang-ups. */
-    evhtp_request_pause(req);
-    f->paused_req = 1;
+    /* Hold the connection until the upstream answers; watch for hang-ups.
+     * The watch goes on before evhtp stops reading, so the fd keeps a read
+     * event throughout and libevent has nothing to tell the kernel. */
     evhtp_connection_t *conn = evhtp_request_get_connection(req);
     evhtp_connection_set_hook(conn, evhtp_hook_on_write, (evhtp_hook)on_client_write, f);
     struct bufferevent *bev = evhtp_connection_get_bev(conn);
@@ -1169,5 +1170,7 @@ void kt_flow_start(struct kt_srv *s, evhtp_request_t *req, enum kt_format fmt, c
         if (f->dc_watch)
             event_add(f->dc_watch, NULL);
     }
+    evhtp_request_pause(req);
+    f->paused_req = 1;
     attempt_start(f);
 }

@@ -11,10 +11,12 @@ const h = require('./lib/harness');
 let mock;
 let gwO;
 let gwA;
+let gwSlow;
 before(async () => {
   mock = await h.startMock({ tag: 'failures' });
   gwO = await h.startKtd({ targets: [h.openaiTarget(mock, { timeout_seconds: 1, stream_timeout_seconds: 30 })] });
   gwA = await h.startKtd({ targets: [h.anthropicTarget(mock, { timeout_seconds: 1, stream_timeout_seconds: 30 })] });
+  gwSlow = await h.startKtd({ targets: [h.openaiTarget(mock, { timeout_seconds: 20 })] });
 });
 after(h.stopAll);
 
@@ -54,6 +56,28 @@ h.test('an upstream 500 is relayed as a 5xx error in the client format', async (
     gwO.openai().chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'boom [[mock:status=500]]' }] }),
     (e) => e.status >= 500 && typeof e.error.message === 'string',
   );
+});
+
+h.test('a client that hangs up before the upstream answers: ktd drops the upstream transfer at once', async () => {
+  await mock.reset();
+  const ac = new AbortController();
+  const pending = fetch(`${gwSlow.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, signal: ac.signal,
+    body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'wait [[mock:hang]]' }] }),
+  }).catch(() => null);
+  await h.waitFor(async () => (await mock.requests()).length === 1, { what: 'the request to reach the mock' });
+  const t0 = Date.now();
+  ac.abort();
+  await pending;
+  // Far sooner than timeout_seconds (20): the hang-up itself cancelled it.
+  await h.waitFor(async () => {
+    const [x] = await mock.requests();
+    return x && x.outcome === 'client_closed';
+  }, { timeoutMs: 5000, what: 'mock to see ktd drop the upstream transfer' });
+  assert.ok(Date.now() - t0 < 5000);
+  // The worker keeps serving.
+  const r = await h.request(`${gwSlow.url}/v1/chat/completions`, { method: 'POST', json: { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] } });
+  assert.equal(r.status, 200);
 });
 
 async function disconnectMidStream(gw, path, json, headers) {
