@@ -44,6 +44,7 @@ struct rig {
     struct kt_audit_writer w[MAX_SLOTS];
     int crash_after;                /* KT_AUDIT_CRASH_AFTER_APPEND for the next spawn */
     long fsize_limit;               /* RLIMIT_FSIZE for the next spawn: a full disk */
+    char logpath[160];              /* non-empty: the child logs at debug level here */
 };
 
 static void rig_init(struct rig *r, size_t nslots, int immutable)
@@ -86,7 +87,10 @@ static void rig_spawn(struct rig *r)
     }
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        kt_log_setup(getenv("KT_TEST_LOG") ? KT_LOG_DEBUG : KT_LOG_ERROR, 0, NULL, "audit");
+        if (r->logpath[0])
+            kt_log_setup(KT_LOG_DEBUG, 0, r->logpath, "audit");
+        else
+            kt_log_setup(getenv("KT_TEST_LOG") ? KT_LOG_DEBUG : KT_LOG_ERROR, 0, NULL, "audit");
         if (r->fsize_limit) {
             struct rlimit rl = { (rlim_t)r->fsize_limit, (rlim_t)r->fsize_limit };
             signal(SIGXFSZ, SIG_IGN);   /* writes past it fail with EFBIG */
@@ -1037,6 +1041,47 @@ START_TEST(test_chain_prefix_format)
 }
 END_TEST
 
+/* fsync_batch bounds the records written between two fsyncs even when
+ * one peek brings many more (records piled up in the sockets): the rest
+ * waits in the socket for the next write. */
+START_TEST(test_fsync_batch_is_a_bound)
+{
+    struct rig r;
+    rig_init(&r, 2, _i);
+    r.o.fsync_every_records = 10;
+    r.o.fsync_every_ms = 60000;
+    snprintf(r.logpath, sizeof r.logpath, "%s/audit-process.log", r.dir);
+    rig_writers(&r);
+    const int per_slot = 500;
+    for (int n = 0; n < per_slot; n++)   /* before the process starts: one pile */
+        for (size_t s = 0; s < r.nslots; s++)
+            submit(&r, s, n);
+    rig_spawn(&r);
+    for (size_t s = 0; s < r.nslots; s++)
+        ck_assert_int_eq(kt_audit_writer_flush_blocking(&r.w[s], 10000), 0);
+    wait_count(&r, r.nslots * (size_t)per_slot);
+    rig_term(&r);
+    check_exactly_once(r.path, r.nslots, per_slot);
+    FILE *f = fopen(r.logpath, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    size_t syncs = 0, synced = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "fdatasync after ");
+        if (p == NULL)
+            continue;
+        size_t k = strtoul(p + 16, NULL, 10);
+        ck_assert_msg(k >= 1 && k <= 10, "%zu records between two fsyncs", k);
+        syncs++;
+        synced += k;
+    }
+    fclose(f);
+    ck_assert_uint_eq(synced, r.nslots * (size_t)per_slot);
+    ck_assert_uint_ge(syncs, r.nslots * (size_t)per_slot / 10);
+    rig_free(&r);
+}
+END_TEST
+
 /* ---- verify ------------------------------------------------------------ */
 
 static void make_log(struct rig *r, int n)
@@ -1368,6 +1413,8 @@ int main(void)
         tcase_add_loop_test(tc, test_busy_then_idle_exactly_once, 0, 2);
     ADD(test_unchained_lines_written_as_sent);
     ADD(test_chain_prefix_format);
+    if (only == NULL || strcmp(only, "test_fsync_batch_is_a_bound") == 0)
+        tcase_add_loop_test(tc, test_fsync_batch_is_a_bound, 0, 2);
     ADD(test_tampering_is_detected_and_named);
     ADD(test_rotation_keeps_chain_across_files);
     ADD(test_reopen_on_sigusr1);
