@@ -518,8 +518,9 @@ struct kt_inj_index {
     uint16_t *sent;                  /* entry index */
     size_t nskey;                    /* power of two */
     unsigned sshift;                 /* 64 - log2(nskey) */
-    /* whole words by (first byte, last byte) class and length: a token
-     * whose bit is clear is no dictionary word, without hashing it */
+    /* whole words by (first byte, last byte) class and length: a token of
+     * more than eight bytes whose bit is clear is no dictionary word,
+     * without hashing it */
     uint8_t lclass[256];             /* a..z: 0..25, any other byte: 26 */
     uint64_t lenmask[27 * 27];
     uint8_t rolelen[NELEM(role_words)];
@@ -539,6 +540,7 @@ struct kt_inj_index {
     unsigned char ff[NELEM(fold_phrases)];
     uint8_t ffn[NELEM(fold_phrases)], ffk[NELEM(fold_phrases)][NELEM(fold_phrases)];
     size_t nff;
+    unsigned ffbits;             /* cls[] bits of all the ff[] */
     uint8_t fplen[NELEM(fold_phrases)];
     uint8_t role_first[256];     /* first bytes of role_words */
     int mark_any;                /* a fold phrase first byte has no class bit */
@@ -694,6 +696,7 @@ static void index_tables(struct kt_inj_index *ix)
                 ix->mark_any = 1;
         }
         ix->ffk[j][ix->ffn[j]++] = (uint8_t)k;
+        ix->ffbits |= ix->cls[c];
         ix->fplen[k] = (uint8_t)strlen(fold_phrases[k].s);
     }
     for (size_t k = 0; k < NELEM(homoglyphs); k++) {
@@ -1919,6 +1922,8 @@ static void run_fold_phrases(const struct kt_inj_index *ix, const char *f, size_
                              unsigned seen, struct hits *h)
 {
     const char *end = f + n;
+    if (!ix->mark_any && !(seen & ix->ffbits))
+        return;
     for (size_t j = 0; j < ix->nff; j++) {
         unsigned char c = ix->ff[j];
         if (!ix->mark_any && !(seen & ix->cls[c]))
