@@ -894,7 +894,7 @@ static const struct matcher {
     { C_DIGIT | C_PLUS | C_LPAREN, LB_NUM, KT_PII_PHONE, m_phone },
 };
 #define KT_NMATCHERS (sizeof kt_matchers / sizeof kt_matchers[0])
-/* bits of kt_matchers[] entries, for the gates below */
+/* bits of kt_matchers[] entries, in its order, for the gates below */
 enum { M_KEY = 1u << 0, M_AWS = 1u << 1, M_EMAIL = 1u << 2, M_IBAN = 1u << 3,
        M_DIGITS = (1u << 4) | (1u << 5) | (1u << 6), M_IPV6 = 1u << 7, M_PHONE = 1u << 8 };
 
@@ -1014,17 +1014,22 @@ static unsigned ext_gates(const unsigned char *t, size_t i, size_t a, size_t len
                           unsigned mask, int more)
 {
     unsigned want = 0;
+    unsigned ca = a < len ? kt_cls[t[a]] : 0;     /* the byte after the alnum run */
     if ((mask & KT_PII_BIT(KT_PII_API_KEY)) && (cls & C_B64)) {
         /* m_aws_secret reads at most 41 run bytes and wants exactly 40 */
         size_t lim = len - i > 41 ? i + 41 : len;
-        size_t b = run_end(t, a < lim ? a : lim, lim, C_B64);
+        size_t b = a < lim ? a : lim;
+        if (ca & C_B64)
+            b = run_end(t, b, lim, C_B64);
         if (b - i == 40 || (more && b == len && b - i <= 40))
             want |= M_AWS;
     }
     if ((mask & KT_PII_BIT(KT_PII_EMAIL)) && (cls & C_LOCAL)) {
         /* m_email: a local part of at most 64 bytes, then '@' */
         size_t lim = len - i > 65 ? i + 65 : len;
-        size_t l = run_end(t, a < lim ? a : lim, lim, C_LOCAL);
+        size_t l = a < lim ? a : lim;
+        if (ca & C_LOCAL)
+            l = run_end(t, l, lim, C_LOCAL);
         if (l - i <= 64 && (l == len ? more : t[l] == '@'))
             want |= M_EMAIL;
     }
@@ -1101,13 +1106,13 @@ static int scan_next(struct scan *s, size_t pos, unsigned mask,
                 i = a;
                 continue;
             }
-            /* m_aws_secret's trigger and left boundary: */
             if (a == len && more && a - i <= 40 && (mask & KT_PII_BIT(KT_PII_API_KEY)) &&
                 left_cls_ok(s, i, C_B64 | C_KEY)) {
                 /* a word running to the end of a stream chunk (the common
-                 * case there): m_aws_secret reads to the end and asks for
-                 * more, and m_key before it cannot match (a match needs a
-                 * non-alnum byte after the key): hold the word back */
+                 * case there): m_aws_secret (whose trigger and left
+                 * boundary hold) reads to the end and asks for more, and
+                 * m_key before it cannot match (a match needs a non-alnum
+                 * byte after the key): hold the word back */
                 *stop = i;
                 return SCAN_MORE;
             }
