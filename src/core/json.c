@@ -395,6 +395,24 @@ static struct kt_json_member *push(struct parser *ps)
 
 static int parse_value(struct parser *ps, struct kt_json *v);
 
+/* next_item: after an array item or an object member: 1 when a ',' says
+ * another follows, 0 when `close` ends the container, -1 on anything else. */
+static int next_item(struct parser *ps, unsigned char close)
+{
+    skip_ws(ps);
+    if (ps->p >= ps->end)
+        return fail(ps, ps->p, KT_EINVAL);
+    if (*ps->p == ',') {
+        ps->p++;
+        skip_ws(ps);
+        return 1;
+    }
+    if (*ps->p != close)
+        return fail(ps, ps->p, KT_EINVAL);
+    ps->p++;
+    return 0;
+}
+
 static int parse_array(struct parser *ps, struct kt_json *v)
 {
     size_t base = ps->nstk, n = 0;
@@ -416,18 +434,11 @@ static int parse_array(struct parser *ps, struct kt_json *v)
                 m->val = item;
             }
             n++;
-            skip_ws(ps);
-            if (ps->p >= ps->end)
-                return fail(ps, ps->p, KT_EINVAL);
-            if (*ps->p == ',') {
-                ps->p++;
-                skip_ws(ps);
-                continue;
-            }
-            if (*ps->p != ']')
-                return fail(ps, ps->p, KT_EINVAL);
-            ps->p++;
-            break;
+            int more = next_item(ps, ']');
+            if (more < 0)
+                return -1;
+            if (!more)
+                break;
         }
     }
     ps->depth--;
@@ -477,18 +488,11 @@ static int parse_object(struct parser *ps, struct kt_json *v)
                 *slot = m;
             }
             n++;
-            skip_ws(ps);
-            if (ps->p >= ps->end)
-                return fail(ps, ps->p, KT_EINVAL);
-            if (*ps->p == ',') {
-                ps->p++;
-                skip_ws(ps);
-                continue;
-            }
-            if (*ps->p != '}')
-                return fail(ps, ps->p, KT_EINVAL);
-            ps->p++;
-            break;
+            int more = next_item(ps, '}');
+            if (more < 0)
+                return -1;
+            if (!more)
+                break;
         }
     }
     ps->depth--;
