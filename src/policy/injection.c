@@ -1423,6 +1423,44 @@ static void slow_cp2(struct scan *S, uint32_t cp)
 }
 
 /* A non-ASCII code point: zero-width, whitespace, or folded and kept. */
+/* copy_lower8: copy the run of lower-case ASCII letters at *q to both *f
+ * and *w, eight bytes at a time, advancing all three; says whether it
+ * copied any. A byte is not such a letter when it has its top bit, is
+ * below 'a' (adding 0x1F leaves its top bit clear) or above 'z' (adding
+ * 0x05 sets it); a carry only spoils bytes after the first bad one, which
+ * are not used. Little-endian only; elsewhere the callers' bytewise loops
+ * do the work. */
+static inline int copy_lower8(const unsigned char **qp, const unsigned char *e, char **fp, char **wp)
+{
+    int any = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned char *q = *qp;
+    char *f = *fp, *w = *wp;
+    while (e - q >= 8) {
+        uint64_t x;
+        memcpy(&x, q, 8);
+        const uint64_t hi = UINT64_C(0x8080808080808080);
+        uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
+                        (x + UINT64_C(0x0505050505050505))) & hi;
+        memcpy(f, &x, 8);
+        memcpy(w, &x, 8);
+        size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
+        f += k;
+        w += k;
+        q += k;
+        any |= k != 0;
+        if (k < 8)
+            break;
+    }
+    *qp = q;
+    *fp = f;
+    *wp = w;
+#else
+    (void)qp, (void)e, (void)fp, (void)wp;
+#endif
+    return any;
+}
+
 static void slow_cp(struct scan *S, uint32_t cp)
 {
     if (is_zero_width(cp)) {
@@ -1476,30 +1514,8 @@ static void scan_views(struct kt_injection_scratch *s, const char *text, size_t 
             const unsigned char *q = p + i, *e = p + len;
             unsigned fl = 0;
             for (;;) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-                /* eight bytes at once while they are lower-case letters:
-                 * a byte is not one when it has its top bit, is below 'a'
-                 * (adding 0x1F leaves its top bit clear) or above 'z'
-                 * (adding 0x05 sets it); a carry only spoils bytes after
-                 * the first bad one, which are not used */
-                while (e - q >= 8) {
-                    uint64_t x;
-                    memcpy(&x, q, 8);
-                    const uint64_t hi = UINT64_C(0x8080808080808080);
-                    uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
-                                    (x + UINT64_C(0x0505050505050505))) & hi;
-                    memcpy(f, &x, 8);
-                    memcpy(w, &x, 8);
-                    size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
-                    f += k;
-                    w += k;
-                    q += k;
-                    if (k)
-                        fl |= F_LET | F_ALET;
-                    if (k < 8)
-                        break;
-                }
-#endif
+                if (copy_lower8(&q, e, &f, &w))
+                    fl |= F_LET | F_ALET;
                 if (q == e || !(v = ix->fast[*q]))
                     break;
                 /* upper case, digits: a byte at a time */
@@ -1663,30 +1679,8 @@ static int scan_ascii(struct kt_injection_scratch *s, const char *text, size_t l
             char *f = fold + fo, *w = words + wo;
             unsigned fl = 0;
             for (;;) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-                /* eight bytes at once while they are lower-case letters: a
-                 * byte is not one when it has its top bit, is below 'a'
-                 * (adding 0x1F leaves its top bit clear) or above 'z' (adding
-                 * 0x05 sets it); a carry only spoils bytes after the first bad
-                 * one, which are not used */
-                while (e - q >= 8) {
-                    uint64_t x;
-                    memcpy(&x, q, 8);
-                    const uint64_t hi = UINT64_C(0x8080808080808080);
-                    uint64_t bad = (x | ~(x + UINT64_C(0x1F1F1F1F1F1F1F1F)) |
-                                    (x + UINT64_C(0x0505050505050505))) & hi;
-                    memcpy(f, &x, 8);
-                    memcpy(w, &x, 8);
-                    size_t k = bad ? (size_t)__builtin_ctzll(bad) >> 3 : 8;
-                    f += k;
-                    w += k;
-                    q += k;
-                    if (k)
-                        fl |= F_LET | F_ALET;
-                    if (k < 8)
-                        break;
-                }
-#endif
+                if (copy_lower8(&q, e, &f, &w))
+                    fl |= F_LET | F_ALET;
                 if (q == e || !(v = ix->atok[*q]))
                     break;
                 /* upper case, digits, @ $: a byte at a time */
