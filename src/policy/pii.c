@@ -354,10 +354,10 @@ static const struct keyshape {
     { "AIza", KS_KEY, 0, 35, 35 },          /* Google API key */
 };
 
-/* The first two bytes of the prefixes above, as the second bytes each
- * first byte allows: most words start with none of them. */
+/* The first three bytes of the prefixes above, as the pairs of bytes that
+ * may follow each first byte: most words start with none of them. */
 static const char *const kt_key_next[256] = {
-    ['s'] = "k", ['A'] = "KSI", ['g'] = "hi", ['x'] = "o",
+    ['s'] = "k-", ['A'] = "KISIIz", ['g'] = "hphohuhshrit", ['x'] = "ox",
 };
 
 /* key_gate: could a prefix above start at i (or, when more input may
@@ -370,9 +370,12 @@ static int key_gate(const unsigned char *t, size_t i, size_t len, int more)
         return 0;
     if (i + 1 >= len)
         return more;
-    for (; *nx; nx++)
-        if (t[i + 1] == (unsigned char)*nx)
-            return 1;
+    for (; *nx; nx += 2) {
+        if (t[i + 1] != (unsigned char)nx[0])
+            continue;
+        if (i + 2 >= len || t[i + 2] == (unsigned char)nx[1])
+            return i + 2 < len || more;
+    }
     return 0;
 }
 
