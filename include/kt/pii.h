@@ -29,7 +29,7 @@ enum kt_pii_entity {
 #define KT_PII_MAX_VALUE 330
 #define KT_PII_CARRY 512      /* held-back bytes, ≥ KT_PII_MAX_VALUE + 1 */
 #define KT_PII_HIST 80        /* already-emitted bytes kept as left context */
-#define KT_PII_CHUNK 512      /* a chunk this small is scanned in place */
+#define KT_PII_CHUNK 512      /* stream buffer room for a chunk scanned in place */
 
 struct kt_pii_match {
     size_t start, end;        /* byte offsets into the scanned text, [start, end) */
@@ -74,7 +74,8 @@ struct kt_pii_stream {
 void kt_pii_stream_init(struct kt_pii_stream *s, unsigned mask);
 /* kt_pii_stream_feed: append to emit the redacted text that is safe to send
  * now. *count (may be NULL) receives the values redacted by this call.
- * Uses emit's spare capacity as scratch; only emit ever grows.
+ * A chunk too big for the stream's buffer is staged in emit's spare
+ * capacity; only emit ever grows.
  * Returns 0 or KT_ENOMEM. */
 int kt_pii_stream_feed(struct kt_pii_stream *s, const char *chunk, size_t len,
                        struct kt_buf *emit, size_t *count);
