@@ -822,6 +822,18 @@ static int carry_read(struct src *s)
     }
 }
 
+/* lines_prefix: the bytes of the first `max` lines of p[0..len) (len ends
+ * on '\n'). */
+static size_t lines_prefix(const char *p, size_t len, size_t max)
+{
+    size_t off = 0;
+    while (max-- > 0 && off < len) {
+        const char *nl = memchr(p + off, '\n', len - off);
+        off = nl ? (size_t)(nl - p) + 1 : len;
+    }
+    return off;
+}
+
 /* src_read: one batch from one socket. 1 when something was consumed. */
 static int src_read(struct src *s)
 {
@@ -856,21 +868,25 @@ static int src_read(struct src *s)
         src_pause(s, s->retry_ms);
         return 0;
     }
-    /* Group commit: everything readable goes in one write, then one fsync
-     * once fsync_batch records are unsynced. When fsyncs are slow, batches
-     * grow instead of the backlog: capping a write at fsync_batch lines
-     * would cap throughput at fsync_batch per fsync latency. */
-    size_t used = (size_t)(last - a->peek) + 1;
-    if (append_lines(a, a->peek, used) < 0) {
+    /* A batch is cut where the next fsync is due (the rest is read right
+     * after it), so in steady traffic an fsync covers exactly fsync_batch
+     * records. Unless a whole further fsync_batch waits behind that point:
+     * a backlog (slow fsyncs, a restart) goes whole, then one fsync (group
+     * commit); cutting it would cap throughput at fsync_batch per fsync. */
+    size_t used = (size_t)(last - a->peek) + 1, take = used;
+    size_t room = a->unsynced < a->fsync_records ? a->fsync_records - a->unsynced : 1;
+    if (lines_prefix(a->peek, used, room + a->fsync_records - 1) == used)
+        take = lines_prefix(a->peek, used, room);
+    if (append_lines(a, a->peek, take) < 0) {
         src_pause(s, WRITE_RETRY_MS);   /* disk full or I/O error: keep it in the socket */
         return 0;
     }
-    if (consume(s, used) < 0) {
+    if (consume(s, take) < 0) {
         src_eof(s);
         return 0;
     }
     s->retry_ms = 0;
-    s->full = (size_t)n == PEEK_MAX;
+    s->full = take < used || (size_t)n == PEEK_MAX;
     return 1;
 }
 

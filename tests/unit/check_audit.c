@@ -1086,6 +1086,60 @@ START_TEST(test_pile_is_group_committed)
 }
 END_TEST
 
+/* fsync_syncs: the "fdatasync after N records" counts in the child's log. */
+static size_t fsync_counts(const char *logpath, size_t *v, size_t max)
+{
+    FILE *f = fopen(logpath, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    size_t n = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "fdatasync after ");
+        if (p && n < max)
+            v[n++] = strtoul(p + 16, NULL, 10);
+    }
+    fclose(f);
+    return n;
+}
+
+/* In steady traffic (no backlog) every fsync covers exactly fsync_batch
+ * records: a batch is cut where the fsync is due. The audit process is
+ * stopped while each burst is written so that the burst is one batch. */
+START_TEST(test_steady_traffic_fsyncs_every_batch)
+{
+    struct rig r;
+    rig_init(&r, 1, _i);
+    r.o.fsync_every_records = 10;
+    r.o.fsync_every_ms = 60000;
+    snprintf(r.logpath, sizeof r.logpath, "%s/audit-process.log", r.dir);
+    rig_writers(&r);
+    rig_spawn(&r);
+    const int bursts = 40, per_burst = 7;
+    rig_ready(&r);
+    for (int b = 0; b < bursts; b++) {
+        kill(r.pid, SIGSTOP);
+        for (int k = 0; k < per_burst; k++)
+            submit(&r, 0, b * per_burst + k);
+        pump(&r);
+        kill(r.pid, SIGCONT);
+        wait_count(&r, (size_t)((b + 1) * per_burst));
+    }
+    wait_count(&r, (size_t)(bursts * per_burst));
+    rig_term(&r);
+    check_exactly_once(r.path, 1, bursts * per_burst);
+    size_t v[256], total = 0;
+    size_t n = fsync_counts(r.logpath, v, 256);
+    ck_assert_uint_ge(n, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n)
+            ck_assert_msg(v[i] == 10, "fsync %zu after %zu records", i, v[i]);
+        total += v[i];
+    }
+    ck_assert_uint_eq(total, (size_t)(bursts * per_burst));
+    rig_free(&r);
+}
+END_TEST
+
 /* ---- verify ------------------------------------------------------------ */
 
 static void make_log(struct rig *r, int n)
@@ -1419,6 +1473,8 @@ int main(void)
     ADD(test_chain_prefix_format);
     if (only == NULL || strcmp(only, "test_pile_is_group_committed") == 0)
         tcase_add_loop_test(tc, test_pile_is_group_committed, 0, 2);
+    if (only == NULL || strcmp(only, "test_steady_traffic_fsyncs_every_batch") == 0)
+        tcase_add_loop_test(tc, test_steady_traffic_fsyncs_every_batch, 0, 2);
     ADD(test_tampering_is_detected_and_named);
     ADD(test_rotation_keeps_chain_across_files);
     ADD(test_reopen_on_sigusr1);
