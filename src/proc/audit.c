@@ -915,8 +915,9 @@ static void tick_arm(struct audit *a)
  * LINGER_MS instead, so one wakeup, one peek, one write and one consume
  * carry every record that arrived meanwhile, and the workers' sends wake
  * nobody. Records wait in the socket, where a crash of this process cannot
- * lose them (the master holds both ends); the fsync policy is unchanged.
- * A socket the tick finds empty goes back to its read event. */
+ * lose them (the master holds both ends); fsyncs follow fsync_batch as
+ * before (src_read). A socket the tick finds empty goes back to its read
+ * event. */
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct src *s = arg;
