@@ -57,6 +57,10 @@ struct kt_srv {
      * first arena block: no malloc storm per request (flow.c) */
     struct kt_flow *flow_cache[KT_SRV_FLOW_CACHE];
     size_t nflow_cache;
+    /* streams with bytes queued for their client, written together once
+     * the current callback is done (flow.c, flush_later) */
+    struct kt_flow *flush_head;
+    struct event *flush_ev;
     size_t nconns;                      /* open client connections */
     int stopping;
     struct kt_metrics metrics;

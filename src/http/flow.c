@@ -95,6 +95,8 @@ struct kt_flow {
     int upstream_paused;
     int hidden_usage;              /* we asked upstream for usage the client did not */
     struct event *dc_watch;        /* client-gone watch while paused */
+    struct kt_flow *flush_prev, *flush_next;   /* on s->flush_head */
+    int flush_pending;
 };
 
 static void flow_finish(struct kt_flow *f, int status);
@@ -226,8 +228,23 @@ static struct kt_flow *flow_new(struct kt_srv *s)
     return f;
 }
 
+static void flush_unlink(struct kt_flow *f)
+{
+    if (!f->flush_pending)
+        return;
+    if (f->flush_prev)
+        f->flush_prev->flush_next = f->flush_next;
+    else
+        f->s->flush_head = f->flush_next;
+    if (f->flush_next)
+        f->flush_next->flush_prev = f->flush_prev;
+    f->flush_prev = f->flush_next = NULL;
+    f->flush_pending = 0;
+}
+
 static void flow_free(struct kt_flow *f)
 {
+    flush_unlink(f);
     call_cancel(f);
     if (f->retry_timer)
         event_free(f->retry_timer);
@@ -254,6 +271,44 @@ void kt_flow_cache_free(struct kt_srv *s)
 {
     while (s->nflow_cache)
         flow_release(s->flow_cache[--s->nflow_cache]);
+    if (s->flush_ev) {
+        event_free(s->flush_ev);
+        s->flush_ev = NULL;
+    }
+}
+
+/* flush_due: write every stream's queued bytes. Runs once the callback that
+ * queued them (usually one curl pass: events, then the stream's end) is
+ * done, so a stream's last events and its final chunk leave in one write. */
+static void flush_due(evutil_socket_t fd, short what, void *arg)
+{
+    struct kt_srv *s = arg;
+    while (s->flush_head) {
+        struct kt_flow *f = s->flush_head;
+        flush_unlink(f);
+        if (f->req)
+            kt_srv_flush(s, f->req);
+    }
+}
+
+/* flush_later: queue f's client bytes for flush_due, later in this loop
+ * pass (an active event, not a timer: no epoll_wait before it runs). */
+static void flush_later(struct kt_flow *f)
+{
+    struct kt_srv *s = f->s;
+    if (f->flush_pending)
+        return;
+    if (s->flush_ev == NULL && (s->flush_ev = event_new(s->base, -1, 0, flush_due, s)) == NULL) {
+        kt_srv_flush(s, f->req);
+        return;
+    }
+    f->flush_pending = 1;
+    f->flush_prev = NULL;
+    f->flush_next = s->flush_head;
+    if (s->flush_head)
+        s->flush_head->flush_prev = f;
+    s->flush_head = f;
+    event_active(s->flush_ev, EV_TIMEOUT, 1);
 }
 
 /* on_fini: evhtp frees the request (reply done, or the connection died).
@@ -518,7 +573,7 @@ static int write_client(struct kt_flow *f, const char *data, size_t len)
     evbuffer_add(f->chunk, data, len);
     evhtp_send_reply_chunk(f->req, f->chunk);   /* copies and frames it */
     evbuffer_drain(f->chunk, evbuffer_get_length(f->chunk));
-    kt_srv_flush(f->s, f->req);
+    flush_later(f);
     struct bufferevent *bev = evhtp_connection_get_bev(evhtp_request_get_connection(f->req));
     if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > CLIENT_BACKLOG_PAUSE) {
         f->upstream_paused = 1;
@@ -835,10 +890,8 @@ static void end_stream(struct kt_flow *f, enum kt_upcall_result r, const char *e
     flow_finish(f, r == KT_UP_OK ? 200 : (r == KT_UP_TIMEOUT ? 504 : 502));
     /* The reply is chunked, so chunk_end queues the last chunk and evhtp
      * cannot finish (and free) the request before the flush sends it. */
-    struct kt_srv *s = f->s;
-    evhtp_request_t *req = f->req;
-    evhtp_send_reply_chunk_end(req);
-    kt_srv_flush(s, req);
+    evhtp_send_reply_chunk_end(f->req);
+    flush_later(f);
 }
 
 static void up_done(void *ud, enum kt_upcall_result r, int status, const char *errmsg)

@@ -26,6 +26,8 @@ struct kt_upstream {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
+    struct event *kick;       /* on_timer run later in this loop pass */
+    int in_curl;              /* inside curl_multi_socket_action */
     size_t active;
     /* Finished easy handles, reset and kept: creating one per request costs
      * more than the request's own work in the client. */
@@ -101,7 +103,9 @@ static void on_socket_event(evutil_socket_t fd, short what, void *arg)
     struct kt_upstream *up = arg;
     int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
+    up->in_curl++;
     curl_multi_socket_action(up->multi, fd, action, &running);
+    up->in_curl--;
     check_done(up);
 }
 
@@ -109,7 +113,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct kt_upstream *up = arg;
     int running;
+    up->in_curl++;
     curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    up->in_curl--;
     check_done(up);
 }
 
@@ -148,6 +154,15 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
     struct kt_upstream *up = userp;
     if (timeout_ms < 0) {
         evtimer_del(up->timer);
+        return 0;
+    }
+    /* "As soon as possible" after a new transfer or a resume: an active
+     * event runs later in this same loop pass, where a zero timer would
+     * cost an epoll_wait first. Not when curl itself asks from inside
+     * socket_action: the loop must get to poll sockets in between. */
+    if (timeout_ms == 0 && !up->in_curl) {
+        evtimer_del(up->timer);
+        event_active(up->kick, EV_TIMEOUT, 1);
         return 0;
     }
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
@@ -293,7 +308,8 @@ struct kt_upstream *kt_upstream_new(struct event_base *base)
     up->base = base;
     up->multi = curl_multi_init();
     up->timer = evtimer_new(base, on_timer, up);
-    if (up->multi == NULL || up->timer == NULL) {
+    up->kick = event_new(base, -1, 0, on_timer, up);
+    if (up->multi == NULL || up->timer == NULL || up->kick == NULL) {
         kt_upstream_free(up);
         return NULL;
     }
@@ -316,6 +332,8 @@ void kt_upstream_free(struct kt_upstream *up)
         curl_multi_cleanup(up->multi);
     if (up->timer)
         event_free(up->timer);
+    if (up->kick)
+        event_free(up->kick);
     free(up);
 }
 
