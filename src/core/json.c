@@ -397,7 +397,7 @@ static int parse_value(struct parser *ps, struct kt_json *v);
 
 /* next_item: after an array item or an object member: 1 when a ',' says
  * another follows, 0 when `close` ends the container, -1 on anything else. */
-static int next_item(struct parser *ps, unsigned char close)
+static inline int next_item(struct parser *ps, unsigned char close)
 {
     skip_ws(ps);
     if (ps->p >= ps->end)
