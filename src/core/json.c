@@ -395,6 +395,32 @@ static struct kt_json_member *push(struct parser *ps)
 
 static int parse_value(struct parser *ps, struct kt_json *v);
 
+/* open_container: past the '[' or '{' at ps->p: 1 when items follow, 0
+ * when `close` comes at once (consumed), -1 when nested too deep. */
+static inline int open_container(struct parser *ps, unsigned char close)
+{
+    if (++ps->depth > KT_JSON_MAX_DEPTH)
+        return fail(ps, ps->p, KT_EINVAL);
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == close) {
+        ps->p++;
+        return 0;
+    }
+    return 1;
+}
+
+/* close_container: the container of n items is complete; type it. */
+static inline int close_container(struct parser *ps, struct kt_json *v, enum kt_json_type type, size_t n)
+{
+    ps->depth--;
+    if (n > UINT32_MAX)
+        return fail(ps, ps->p, KT_EINVAL);
+    v->type = type;
+    v->n = (uint32_t)n;
+    return 0;
+}
+
 /* next_item: after an array item or an object member: 1 when a ',' says
  * another follows, 0 when `close` ends the container, -1 on anything else. */
 static inline int next_item(struct parser *ps, unsigned char close)
@@ -416,13 +442,10 @@ static inline int next_item(struct parser *ps, unsigned char close)
 static int parse_array(struct parser *ps, struct kt_json *v)
 {
     size_t base = ps->nstk, n = 0;
-    if (++ps->depth > KT_JSON_MAX_DEPTH)
-        return fail(ps, ps->p, KT_EINVAL);
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-    } else {
+    int some = open_container(ps, ']');
+    if (some < 0)
+        return -1;
+    if (some) {
         for (;;) {
             struct kt_json item;
             if (parse_value(ps, &item))
@@ -441,11 +464,8 @@ static int parse_array(struct parser *ps, struct kt_json *v)
                 break;
         }
     }
-    ps->depth--;
-    if (n > UINT32_MAX)
-        return fail(ps, ps->p, KT_EINVAL);
-    v->type = KT_JSON_ARRAY;
-    v->n = (uint32_t)n;
+    if (close_container(ps, v, KT_JSON_ARRAY, n))
+        return -1;
     v->u.items = NULL;
     if (ps->a && n) {
         struct kt_json *items = kt_arena_alloc(ps->a, n * sizeof *items);
@@ -462,13 +482,10 @@ static int parse_array(struct parser *ps, struct kt_json *v)
 static int parse_object(struct parser *ps, struct kt_json *v)
 {
     size_t base = ps->nstk, n = 0;
-    if (++ps->depth > KT_JSON_MAX_DEPTH)
-        return fail(ps, ps->p, KT_EINVAL);
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-    } else {
+    int some = open_container(ps, '}');
+    if (some < 0)
+        return -1;
+    if (some) {
         for (;;) {
             struct kt_json_member m;
             if (ps->p >= ps->end || *ps->p != '"')
@@ -495,11 +512,8 @@ static int parse_object(struct parser *ps, struct kt_json *v)
                 break;
         }
     }
-    ps->depth--;
-    if (n > UINT32_MAX)
-        return fail(ps, ps->p, KT_EINVAL);
-    v->type = KT_JSON_OBJECT;
-    v->n = (uint32_t)n;
+    if (close_container(ps, v, KT_JSON_OBJECT, n))
+        return -1;
     v->u.members = NULL;
     if (ps->a && n) {
         struct kt_json_member *ms = kt_arena_alloc(ps->a, n * sizeof *ms);
