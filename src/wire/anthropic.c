@@ -519,7 +519,7 @@ int kt_wire_anthropic_encode_request(const struct kt_request *req, const char *m
 
 /* ---- responses ---- */
 
-static const struct { const char *s; enum kt_finish f; } stop_table[] = {
+static const struct kt_finish_name stop_table[] = {
     { "end_turn", KT_FINISH_STOP }, { "stop_sequence", KT_FINISH_STOP_SEQUENCE },
     { "max_tokens", KT_FINISH_LENGTH }, { "tool_use", KT_FINISH_TOOL_CALLS },
     { "refusal", KT_FINISH_CONTENT_FILTER }, { "pause_turn", KT_FINISH_PAUSE },
@@ -529,10 +529,7 @@ static const struct { const char *s; enum kt_finish f; } stop_table[] = {
 /* v: the stop_reason string node, or NULL */
 static enum kt_finish stop_parse(const struct kt_json *v)
 {
-    for (size_t i = 0; v && i < sizeof stop_table / sizeof *stop_table; i++)
-        if (kt_json_streq(v, stop_table[i].s))
-            return stop_table[i].f;
-    return v ? KT_FINISH_STOP : KT_FINISH_NONE;
+    return kt_wire_finish_parse(stop_table, sizeof stop_table / sizeof *stop_table, v);
 }
 
 static const char *stop_str(enum kt_finish f)

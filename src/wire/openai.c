@@ -613,7 +613,7 @@ int kt_wire_openai_encode_request(const struct kt_request *req, const char *mode
 
 /* ---- responses ---- */
 
-static const struct { const char *s; enum kt_finish f; } finish_table[] = {
+static const struct kt_finish_name finish_table[] = {
     { "stop", KT_FINISH_STOP }, { "length", KT_FINISH_LENGTH },
     { "tool_calls", KT_FINISH_TOOL_CALLS }, { "function_call", KT_FINISH_TOOL_CALLS },
     { "content_filter", KT_FINISH_CONTENT_FILTER },
@@ -622,10 +622,7 @@ static const struct { const char *s; enum kt_finish f; } finish_table[] = {
 /* v: the finish_reason string node, or NULL */
 static enum kt_finish finish_parse(const struct kt_json *v)
 {
-    for (size_t i = 0; v && i < sizeof finish_table / sizeof *finish_table; i++)
-        if (kt_json_streq(v, finish_table[i].s))
-            return finish_table[i].f;
-    return v ? KT_FINISH_STOP : KT_FINISH_NONE;
+    return kt_wire_finish_parse(finish_table, sizeof finish_table / sizeof *finish_table, v);
 }
 
 static const char *finish_str(enum kt_finish f)

@@ -25,6 +25,21 @@ static inline const struct kt_json *kt_wire_member(const struct kt_json *o, cons
     const struct kt_json *v = kt_json_get(o, key);
     return v && v->type != KT_JSON_NULL ? v : NULL;
 }
+/* A provider's finish-reason names: kt_wire_finish_parse maps the string
+ * node v (or NULL, absent) through such a table; unknown names read as a
+ * plain stop. */
+struct kt_finish_name {
+    const char *s;
+    enum kt_finish f;
+};
+static inline enum kt_finish kt_wire_finish_parse(const struct kt_finish_name *t, size_t n,
+                                                  const struct kt_json *v)
+{
+    for (size_t i = 0; v && i < n; i++)
+        if (kt_json_streq(v, t[i].s))
+            return t[i].f;
+    return v ? KT_FINISH_STOP : KT_FINISH_NONE;
+}
 /* kt_wire_str: arena copy of a JSON string, NUL-terminated (len optional);
  * NULL when s is not a string. */
 static inline char *kt_wire_str(struct kt_arena *a, const struct kt_json *s, size_t *len)
