@@ -78,6 +78,7 @@ static void prober_stop(evutil_socket_t sig, short what, void *arg)
 static void prober_reopen(evutil_socket_t sig, short what, void *arg)
 {
     kt_log_reopen();
+    kt_debug("prober: log reopened");
 }
 
 int kt_proc_prober_main(const struct kt_config *cfg)

@@ -71,6 +71,7 @@ static void on_quit(evutil_socket_t sig, short what, void *arg)
 static void on_usr1(evutil_socket_t sig, short what, void *arg)
 {
     kt_log_reopen();
+    kt_debug("worker: log reopened");   /* the first line of the new file */
 }
 
 int kt_worker_run(const struct kt_worker_ctx *ctx)

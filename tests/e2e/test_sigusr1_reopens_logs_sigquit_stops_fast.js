@@ -25,6 +25,15 @@ h.test('SIGUSR1: after the log file is moved away, ktd logs into a new file', as
     await chat();
     return fs.existsSync(logPath) && fs.statSync(logPath).size > 0;
   }, { timeoutMs: 5000, what: 'a new ktd.log after SIGUSR1' });
+  // Each process reopens on its own schedule: wait until the new file says
+  // the audit process and every worker have, before checking the old one.
+  const workers = new Set([...fs.readFileSync(`${logPath}.1`, 'utf8').matchAll(/worker\[(\d+)\]: worker ready/g)].map((m) => m[1]));
+  assert.ok(workers.size > 0, 'no worker ready lines in the old log');
+  await h.waitFor(() => {
+    const text = fs.readFileSync(logPath, 'utf8');
+    const reopened = new Set([...text.matchAll(/worker\[(\d+)\]: worker: log reopened/g)].map((m) => m[1]));
+    return text.includes('audit: reopened') && [...workers].every((pid) => reopened.has(pid));
+  }, { timeoutMs: 5000, what: 'every process to reopen its log' });
   const sizeOld = fs.statSync(`${logPath}.1`).size;
   assert.equal((await chat()).status, 200);
   await h.sleep(200);
