@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -27,6 +29,8 @@ struct kt_upstream {
     CURLM *multi;
     struct event *timer;
     struct event *kick;       /* on_timer run later in this loop pass */
+    struct fd_slot *slots;    /* by fd: parked watches, sockets we opened */
+    size_t nslots;
     int in_curl;              /* inside curl_multi_socket_action */
     size_t active;
     /* Finished easy handles, reset and kept: creating one per request costs
@@ -37,6 +41,8 @@ struct kt_upstream {
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *ud);
 static size_t write_cb(char *data, size_t size, size_t n, void *ud);
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr);
+static int close_cb(void *clientp, curl_socket_t fd);
 
 /* easy_get: a pooled handle, or a new one with the options every transfer
  * shares. Pooled handles keep those options (no curl_easy_reset): each
@@ -56,6 +62,10 @@ static CURL *easy_get(struct kt_upstream *up)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, up);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, up);
     return e;
 }
 
@@ -81,11 +91,75 @@ struct kt_upcall {
 };
 
 /* One per socket curl watches. */
+/* A socket's event. Connection sockets stay registered (for reading)
+ * while idle in curl's pool, "parked": a keep-alive connection's next
+ * request then costs no epoll_ctl to stop and start watching it. Only
+ * sockets we opened are parked, because only their closing reaches us
+ * (close_cb) to drop the event first; curl's other sockets (the threaded
+ * resolver's socketpair) are closed behind our back. */
 struct sock_watch {
     struct event ev;
-    short kind;               /* EV_READ/EV_WRITE now registered */
+    short kind;               /* EV_READ/EV_WRITE now registered; 0 = none */
+    unsigned parked : 1;      /* curl is not watching it: idle in the pool */
     struct kt_upstream *up;
 };
+
+/* By fd: the parked watch, and whether we opened the socket. */
+struct fd_slot {
+    struct sock_watch *w;
+    unsigned char ours;
+};
+
+static struct fd_slot *fd_slot(struct kt_upstream *up, curl_socket_t fd, int grow)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= up->nslots) {
+        if (!grow)
+            return NULL;
+        size_t n = up->nslots ? up->nslots : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct fd_slot *t = realloc(up->slots, n * sizeof *t);
+        if (t == NULL)
+            return NULL;
+        memset(t + up->nslots, 0, (n - up->nslots) * sizeof *t);
+        up->slots = t;
+        up->nslots = n;
+    }
+    return &up->slots[fd];
+}
+
+static void watch_set(struct sock_watch *w, curl_socket_t s, short kind);
+
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct kt_upstream *up = clientp;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd == CURL_SOCKET_BAD || purpose != CURLSOCKTYPE_IPCXN)
+        return fd;
+    struct fd_slot *sl = fd_slot(up, fd, 1);
+    if (sl) {
+        sl->w = NULL;
+        sl->ours = 1;
+    }
+    return fd;
+}
+
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+    struct kt_upstream *up = clientp;
+    struct fd_slot *sl = fd_slot(up, fd, 0);
+    if (sl) {
+        if (sl->w) {                    /* parked: drop its event before the fd goes */
+            watch_set(sl->w, fd, 0);
+            free(sl->w);
+            sl->w = NULL;
+        }
+        sl->ours = 0;
+    }
+    return close(fd);
+}
 
 static void check_done(struct kt_upstream *up);
 
@@ -100,7 +174,15 @@ static void call_free(struct kt_upcall *c)
 
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
-    struct kt_upstream *up = arg;
+    struct sock_watch *w = arg;
+    struct kt_upstream *up = w->up;
+    if (w->parked) {
+        /* An idle pooled connection turned readable: the server closed it
+         * (or sent something). Stop watching; curl finds out when it next
+         * checks the connection, and closes it through close_cb. */
+        watch_set(w, fd, 0);
+        return;
+    }
     int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
     up->in_curl++;
@@ -119,33 +201,59 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     check_done(up);
 }
 
+/* watch_set: register exactly `kind` for s (0 = nothing); no epoll_ctl
+ * when it is what is registered already. */
+static void watch_set(struct sock_watch *w, curl_socket_t s, short kind)
+{
+    if (w->kind == kind)
+        return;
+    if (w->kind)
+        event_del(&w->ev);
+    w->kind = kind;
+    if (kind) {
+        event_assign(&w->ev, w->up->base, s, EV_PERSIST | kind, on_socket_event, w);
+        event_add(&w->ev, NULL);
+    }
+}
+
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct kt_upstream *up = userp;
     struct sock_watch *w = socketp;
+    struct fd_slot *sl;
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            event_del(&w->ev);
+        if (w == NULL)
+            return 0;
+        curl_multi_assign(up->multi, s, NULL);
+        sl = fd_slot(up, s, 0);
+        if (sl && sl->ours) {
+            /* park: keep reading registered (an idle socket is always
+             * writable, so never writing) until curl wants it again or
+             * close_cb drops it */
+            watch_set(w, s, w->kind == EV_READ ? EV_READ : 0);
+            w->parked = 1;
+            sl->w = w;
+        } else {
+            watch_set(w, s, 0);
             free(w);
-            curl_multi_assign(up->multi, s, NULL);
         }
         return 0;
     }
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     if (w == NULL) {
-        w = calloc(1, sizeof *w);
-        if (w == NULL)
+        sl = fd_slot(up, s, 0);
+        if (sl && sl->w) {            /* a parked connection back in use */
+            w = sl->w;
+            sl->w = NULL;
+            w->parked = 0;
+        } else if ((w = calloc(1, sizeof *w)) == NULL) {
             return -1;
-        w->up = up;
+        } else {
+            w->up = up;
+        }
         curl_multi_assign(up->multi, s, w);
-    } else if (w->kind == kind) {
-        return 0;             /* unchanged: no epoll_ctl */
-    } else {
-        event_del(&w->ev);
     }
-    w->kind = kind;
-    event_assign(&w->ev, up->base, s, EV_PERSIST | kind, on_socket_event, up);
-    event_add(&w->ev, NULL);
+    watch_set(w, s, kind);
     return 0;
 }
 
@@ -329,7 +437,13 @@ void kt_upstream_free(struct kt_upstream *up)
     while (up->npool)
         curl_easy_cleanup(up->pool[--up->npool]);
     if (up->multi)
-        curl_multi_cleanup(up->multi);
+        curl_multi_cleanup(up->multi);     /* closes pooled connections: close_cb */
+    for (size_t i = 0; i < up->nslots; i++)
+        if (up->slots[i].w) {
+            watch_set(up->slots[i].w, (curl_socket_t)i, 0);
+            free(up->slots[i].w);
+        }
+    free(up->slots);
     if (up->timer)
         event_free(up->timer);
     if (up->kick)

@@ -80,6 +80,24 @@ h.test('a client that hangs up before the upstream answers: ktd drops the upstre
   assert.equal(r.status, 200);
 });
 
+h.test('pooled upstream connections the provider closed while idle are replaced, without errors or hangs', async () => {
+  await mock.reset();
+  const chat = (i) => h.request(`${gwSlow.url}/v1/chat/completions`, { method: 'POST', json: { model: 'gpt-4o', messages: [{ role: 'user', content: `pool ${i}` }] } });
+  for (let round = 0; round < 4; round++) {
+    // several connections in ktd's pool (both workers), then all of them closed by the server
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => chat(round * 10 + i)));
+    for (const r of rs) assert.equal(r.status, 200);
+    const { dropped } = await mock.dropConnections();
+    assert.ok(dropped > 0, 'ktd kept no upstream connection open');
+    await h.sleep(50);
+  }
+  const t0 = Date.now();
+  const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => chat(100 + i)));
+  for (const r of rs) assert.equal(r.status, 200);
+  assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+  assert.equal((await mock.stats()).requests, 40);
+});
+
 async function disconnectMidStream(gw, path, json, headers) {
   await mock.reset();
   const ac = new AbortController();

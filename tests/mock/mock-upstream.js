@@ -19,6 +19,8 @@
 //   GET  /__mock/stats            counters
 //   POST /__mock/next             JSON list of behaviours for the next N requests
 //   POST /__mock/reset            forget requests, counters and queued behaviours
+//   POST /__mock/drop_connections close every other open connection (idle keep-alive
+//                                 ones included), as a server that restarts would
 //
 // Behaviours (fault injection), from any of, later ones overriding earlier:
 //   1. the next queued behaviour from POST /__mock/next,
@@ -581,6 +583,13 @@ function createMock(opts = {}) {
     if (req.method === 'POST' && path === '/__mock/reset') {
       state.requests = []; state.queue = []; resetStats();
       return reply(200, { ok: true });
+    }
+    if (req.method === 'POST' && path === '/__mock/drop_connections') {
+      let dropped = 0;
+      for (const sock of sockets) {
+        if (sock !== req.socket) { sock.destroy(); dropped++; }
+      }
+      return reply(200, { ok: true, dropped });
     }
     if (req.method === 'POST' && path === '/__mock/next') {
       let j;

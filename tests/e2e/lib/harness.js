@@ -342,6 +342,7 @@ async function startMock({ tag = 'mock' } = {}) {
       return filter ? all.filter((x) => x.path.startsWith(filter)) : all;
     },
     async stats() { return (await request(`${url}/__mock/stats`)).json; },
+    async dropConnections() { return (await request(`${url}/__mock/drop_connections`, { method: 'POST' })).json; },
     async next(list) { return (await request(`${url}/__mock/next`, { method: 'POST', json: list })).json; },
     async reset() { return (await request(`${url}/__mock/reset`, { method: 'POST' })).json; },
     async stop() {
