@@ -12,7 +12,8 @@ struct evhtp_request;
 /* kt_flow_start: take over req (an LLM endpoint in client format fmt). */
 void kt_flow_start(struct kt_srv *s, struct evhtp_request *req, enum kt_format fmt,
                    const char *request_id);
-/* kt_flow_cache_free: free the flows s keeps for reuse (at server teardown). */
-void kt_flow_cache_free(struct kt_srv *s);
+/* kt_flow_srv_free: free what flows keep in s (finished flows kept for
+ * reuse, the flush event), at server teardown. */
+void kt_flow_srv_free(struct kt_srv *s);
 
 #endif

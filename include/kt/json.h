@@ -94,6 +94,9 @@ char *kt_json_strdup(struct kt_arena *a, const struct kt_json *v, size_t *len);
  * the length of the well-formed UTF-8 sequence at s (s[0] >= 0x80), else 0. */
 size_t kt_json_plain_len(const char *s, size_t n);
 size_t kt_json_utf8_len(const char *s, size_t n);
+/* kt_json_escape_free_len: how many leading bytes of s a JSON string can
+ * carry as they are (anything but '"', '\\' and control bytes). */
+size_t kt_json_escape_free_len(const char *s, size_t n);
 
 static inline int kt_json_is(const struct kt_json *v, enum kt_json_type t)
 {

@@ -1,12 +1,12 @@
 /* buf.c: growable byte buffer (see buf.h). */
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kt/buf.h"
 #include "kt/err.h"
+#include "kt/json.h"
 
 int kt_buf_reserve(struct kt_buf *b, size_t extra)
 {
@@ -90,33 +90,6 @@ int kt_buf_printf(struct kt_buf *b, const char *fmt, ...)
     return 0;
 }
 
-/* Bytes that JSON strings must escape: control characters, '"' and '\\'. */
-static inline int needs_escape(unsigned char c)
-{
-    return c < 0x20 || c == '"' || c == '\\';
-}
-
-/* plain_run: index of the first byte at or after i that needs escaping (n
- * if none). Eight bytes at a time with the classic has-zero-byte tricks,
- * then bytewise within the word that has a hit: message text is long runs
- * of plain bytes, and this runs on every request and stream event. */
-static size_t plain_run(const char *s, size_t i, size_t n)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    while (i + 8 <= n) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
-        uint64_t hit = ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs);
-        if (hit & highs)
-            break;
-        i += 8;
-    }
-    while (i < n && !needs_escape((unsigned char)s[i]))
-        i++;
-    return i;
-}
-
 int kt_buf_json_str(struct kt_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -128,7 +101,7 @@ int kt_buf_json_str(struct kt_buf *b, const char *s, size_t n)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
-        size_t run = plain_run(s, i, n);
+        size_t run = i + kt_json_escape_free_len(s + i, n - i);
         memcpy(o, s + i, run - i);
         o += run - i;
         i = run;

@@ -105,27 +105,33 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-/* 1 when one of the 8 bytes of w may be special in a string ('"', '\\',
- * a control or a non-ASCII byte). Borrows make false positives only above
- * a true one, so a flagged word always holds a special byte. */
-static inline int special8(uint64_t w)
+/* 1 when one of the 8 bytes of w may be special: '"', '\\', a control or
+ * (with ascii_only) a non-ASCII byte. Borrows make false positives only
+ * above a true one, so a flagged word always holds a special byte. */
+static inline int special8(uint64_t w, int ascii_only)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    return ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & highs) != 0;
+    uint64_t hit = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b);
+    return ((hit | (ascii_only ? w : 0)) & highs) != 0;
 }
 
-size_t kt_json_plain_len(const char *s, size_t n)
+/* scan_plain: the number of leading bytes of s that are neither '"', '\\'
+ * nor a control byte, nor (with ascii_only) non-ASCII. One scanner for the
+ * parser (ascii_only: UTF-8 must be checked) and for JSON escaping. */
+static inline size_t scan_plain(const char *s, size_t n, int ascii_only)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
 #if defined(__SSE2__)
-    /* 16 bytes at a time; a signed compare with 0x20 flags controls and
-     * non-ASCII bytes at once */
+    /* 16 bytes at a time; the signed compare with 0x20 flags controls and
+     * non-ASCII bytes at once, the unsigned one (min) controls only */
+    const __m128i sp = _mm_set1_epi8(0x20), ctl = _mm_set1_epi8(0x1F);
     while (end - p >= 16) {
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i low = ascii_only ? _mm_cmplt_epi8(x, sp) : _mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x);
         __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
                                               _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
-                                 _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+                                 low);
         int bits = _mm_movemask_epi8(m);
         if (bits)
             return (size_t)(p - (const unsigned char *)s) + (size_t)__builtin_ctz((unsigned)bits);
@@ -135,13 +141,23 @@ size_t kt_json_plain_len(const char *s, size_t n)
     while (end - p >= 8) {                      /* 8 bytes at a time */
         uint64_t w;
         memcpy(&w, p, 8);
-        if (special8(w))
+        if (special8(w, ascii_only))
             break;
         p += 8;
     }
-    while (p < end && str_class[*p] == 0)
+    while (p < end && (str_class[*p] == 0 || (!ascii_only && str_class[*p] == 4)))
         p++;
     return (size_t)(p - (const unsigned char *)s);
+}
+
+size_t kt_json_plain_len(const char *s, size_t n)
+{
+    return scan_plain(s, n, 1);
+}
+
+size_t kt_json_escape_free_len(const char *s, size_t n)
+{
+    return scan_plain(s, n, 0);
 }
 
 size_t kt_json_utf8_len(const char *s, size_t n)

@@ -96,7 +96,6 @@ struct kt_flow {
     int hidden_usage;              /* we asked upstream for usage the client did not */
     struct event *dc_watch;        /* client-gone watch while paused */
     struct kt_flow *flush_prev, *flush_next;   /* on s->flush_head */
-    int flush_pending;
 };
 
 static void flow_finish(struct kt_flow *f, int status);
@@ -228,9 +227,15 @@ static struct kt_flow *flow_new(struct kt_srv *s)
     return f;
 }
 
+/* flush_queued: f is on s->flush_head (bytes waiting for flush_due) */
+static int flush_queued(const struct kt_flow *f)
+{
+    return f->flush_prev != NULL || f->s->flush_head == f;
+}
+
 static void flush_unlink(struct kt_flow *f)
 {
-    if (!f->flush_pending)
+    if (!flush_queued(f))
         return;
     if (f->flush_prev)
         f->flush_prev->flush_next = f->flush_next;
@@ -239,7 +244,6 @@ static void flush_unlink(struct kt_flow *f)
     if (f->flush_next)
         f->flush_next->flush_prev = f->flush_prev;
     f->flush_prev = f->flush_next = NULL;
-    f->flush_pending = 0;
 }
 
 static void flow_free(struct kt_flow *f)
@@ -267,7 +271,7 @@ static void flow_free(struct kt_flow *f)
     s->flow_cache[s->nflow_cache++] = f;
 }
 
-void kt_flow_cache_free(struct kt_srv *s)
+void kt_flow_srv_free(struct kt_srv *s)
 {
     while (s->nflow_cache)
         flow_release(s->flow_cache[--s->nflow_cache]);
@@ -296,13 +300,12 @@ static void flush_due(evutil_socket_t fd, short what, void *arg)
 static void flush_later(struct kt_flow *f)
 {
     struct kt_srv *s = f->s;
-    if (f->flush_pending)
+    if (flush_queued(f))
         return;
     if (s->flush_ev == NULL && (s->flush_ev = event_new(s->base, -1, 0, flush_due, s)) == NULL) {
         kt_srv_flush(s, f->req);
         return;
     }
-    f->flush_pending = 1;
     f->flush_prev = NULL;
     f->flush_next = s->flush_head;
     if (s->flush_head)

@@ -496,7 +496,7 @@ void kt_srv_request_done(struct kt_srv *s)
 
 void kt_srv_free(struct kt_srv *s)
 {
-    kt_flow_cache_free(s);
+    kt_flow_srv_free(s);
     for (size_t i = 0; i < s->nhtp; i++)
         evhtp_free(s->htp[i]);
     s->nhtp = 0;

@@ -33,8 +33,9 @@ struct kt_upstream {
     size_t nslots;
     int in_curl;              /* inside curl_multi_socket_action */
     size_t active;
-    /* Finished easy handles, reset and kept: creating one per request costs
-     * more than the request's own work in the client. */
+    /* Finished easy handles, kept with their shared options (easy_get):
+     * creating one per request costs more than the request's own work in
+     * the client. */
     CURL *pool[EASY_POOL_MAX];
     size_t npool;
 };
@@ -90,7 +91,6 @@ struct kt_upcall {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* One per socket curl watches. */
 /* A socket's event. Connection sockets stay registered (for reading)
  * while idle in curl's pool, "parked": a keep-alive connection's next
  * request then costs no epoll_ctl to stop and start watching it. Only
